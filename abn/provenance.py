@@ -1,0 +1,55 @@
+"""Where a number came from: device, software versions, commit, date, command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def device_name(device: torch.device | str) -> str:
+    """A human-readable name of the device ("NVIDIA H100 80GB HBM3", "cpu: AMD EPYC (2 threads)")."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {model} ({torch.get_num_threads()} threads)"
+
+
+def git_commit() -> str | None:
+    """The commit of this checkout, with '-dirty' if it has uncommitted changes; None outside git."""
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True,
+                                        timeout=10, check=True).stdout.strip()
+        sha = run("rev-parse", "HEAD")
+        return sha + ("-dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(device: torch.device | str, command: str | None = None) -> dict:
+    """The provenance block stored with every result."""
+    return {
+        "device": device_name(device),
+        "device_type": torch.device(device).type,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command if command is not None else shlex.join([Path(sys.executable).name, *sys.argv]),
+    }

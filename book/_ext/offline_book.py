@@ -1,0 +1,84 @@
+"""Sphinx extension: the built book renders with no network.
+
+What it does, and why:
+
+* **plotly renderer.** plotly's default renderer inside a kernel (``plotly_mimetype``)
+  produces a mime type that myst-nb drops, so figures silently vanish. The ``notebook``
+  renderer produces plain ``text/html`` that myst-nb keeps. ``setup`` selects it by
+  setting ``PLOTLY_RENDERER`` in the build's environment, which the kernels that
+  myst-nb starts inherit, so chapters need no set-up cell.
+* **one local plotly.js.** The ``notebook`` renderer inlines the whole plotly.js bundle
+  (~5 MB) into each page and adds ``<script src="https://cdnjs.../mathjax/...">`` to every
+  figure (a second MathJax beside the book's own, and a CDN request that fails offline).
+  Pages with figures are rewritten to drop both and load ``_static/plotly.min.js``, which
+  is written from the installed plotly package, so its version always matches plotly.py.
+* **duplicate inline scripts.** With Sphinx 7, sphinx-thebe and sphinx-togglebutton
+  register their inline configuration scripts twice per page; the second
+  ``const THEBE_JS_URL`` throws a SyntaxError in every page. Keep the first copy only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from sphinx.application import Sphinx
+
+PLOTLY_JS = "plotly.min.js"  # relative to the built book's _static/ folder
+
+# The bundle the `notebook` renderer inlines: "<script>/**\n* plotly.js v4.1.1 ...</script>".
+_INLINE_BUNDLE = re.compile(r"<script[^>]*>\s*/\*\*\s*\*\s*plotly\.js v.*?</script>", re.S)
+# The MathJax script plotly adds to every figure (its include_mathjax="cdn" is hard-coded).
+_CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*"></script>', re.I)
+
+
+def strip_plotly_cdn(body: str) -> str:
+    """Return ``body`` without inlined plotly.js bundles and plotly's CDN MathJax tags."""
+    return _CDN_MATHJAX.sub("", _INLINE_BUNDLE.sub("", body))
+
+
+def _dedupe_inline_scripts(scripts: list[Any]) -> None:
+    """Remove repeated inline (``body=``) scripts from a page's script list, in place."""
+    seen: set[str] = set()
+    for script in list(scripts):
+        body = getattr(script, "attributes", {}).get("body")
+        if not getattr(script, "filename", None) and body:
+            if body in seen:
+                scripts.remove(script)
+            seen.add(body)
+
+
+def _on_page(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Rewrite a page: one copy of each inline script; local plotly.js for figures."""
+    _dedupe_inline_scripts(context.get("script_files", []))
+    body = context.get("body", "")
+    if "plotly-graph-div" not in body:
+        return
+    context["body"] = strip_plotly_cdn(body)
+    # Called inside html-page-context, add_js_file applies to this page only. A plain
+    # (not async/defer) script in <head> is loaded before the figures' inline scripts run.
+    app.add_js_file(PLOTLY_JS)
+
+
+def _write_plotly_js(app: Sphinx, exception: Exception | None) -> None:
+    """Copy the installed plotly.js into the built book's _static/ folder."""
+    if exception is not None or app.builder.format != "html":
+        return
+    from plotly.offline import get_plotlyjs
+
+    target = Path(app.outdir) / "_static" / PLOTLY_JS
+    bundle = get_plotlyjs()
+    if not target.exists() or target.read_text(encoding="utf-8") != bundle:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(bundle, encoding="utf-8")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Select plotly's ``notebook`` renderer for the kernels and register the page hooks."""
+    # Forced, not setdefault: the page rewriting above relies on this renderer's output.
+    os.environ["PLOTLY_RENDERER"] = "notebook"
+    app.connect("html-page-context", _on_page)
+    app.connect("build-finished", _write_plotly_js)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

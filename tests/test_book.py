@@ -1,0 +1,85 @@
+"""The book builds with warnings as errors, and the HTML has every chapter, intact.
+
+A default jupyter-book build exits 0 when a cell raises or an output is dropped; these
+tests make such failures loud, and check that pages load nothing from other hosts.
+"""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from notebook_runner import BookBuild, chapter_source, chapter_title, toc_chapters
+
+CHAPTERS = toc_chapters()
+_ERROR_OUTPUT = re.compile(r'class="[^"]*\boutput (?:error|traceback)\b')
+_EXTERNAL = re.compile(r"^(?:https?:)?//", re.I)
+
+
+class _AssetLinks(HTMLParser):
+    """Collects the URLs a page loads by itself (scripts, styles, images, frames, fonts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {key: value or "" for key, value in attrs}
+        if tag in {"script", "img", "iframe", "source", "audio", "video", "embed"} and a.get("src"):
+            self.urls.append(a["src"])
+        if tag == "link" and {"stylesheet", "preload", "modulepreload", "icon"} & set(a.get("rel", "").split()):
+            self.urls.append(a.get("href", ""))
+
+
+def external_assets(page: str) -> list[str]:
+    """Return the URLs in ``page`` that a browser would fetch from another host on load."""
+    parser = _AssetLinks()
+    parser.feed(page)
+    return [url for url in parser.urls if _EXTERNAL.match(url)]
+
+
+def _h1_texts(page: str) -> list[str]:
+    """Text of every <h1> in the page, tags and the headerlink '#' removed."""
+    texts = re.findall(r"<h1[^>]*>(.*?)</h1>", page, re.S)
+    return [unescape(re.sub(r"<[^>]+>", "", t)).replace("#", "").strip() for t in texts]
+
+
+def test_build_succeeds(book_build: BookBuild) -> None:
+    """``jupyter-book build . -W --keep-going`` exits 0 and drops no output."""
+    tail = "\n".join(book_build.log.splitlines()[-60:])
+    assert book_build.returncode == 0, f"build failed; last lines of the log:\n{tail}"
+    assert "skipping unknown output mime type" not in book_build.log, "an output was dropped (plotly renderer?)"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: Path(c).name)
+def test_chapter_page(built_html: Path, chapter: str) -> None:
+    """The chapter has a page with its title and no error output."""
+    page_path = built_html / f"{chapter}.html"
+    assert page_path.exists(), f"no page for {chapter}"
+    page = page_path.read_text(encoding="utf-8")
+    title = chapter_title(chapter_source(chapter))
+    assert title in _h1_texts(page), f"{chapter}: title {title!r} not among the page's <h1>s"
+    assert not _ERROR_OUTPUT.search(page), f"{chapter}: the page shows an error output"
+    assert "Traceback (most recent call last)" not in page, f"{chapter}: the page shows a traceback"
+
+
+def test_pages_load_nothing_from_other_hosts(built_html: Path) -> None:
+    """No page loads scripts, styles, fonts or images from the network."""
+    offenders = {
+        str(path.relative_to(built_html)): urls
+        for path in sorted(built_html.rglob("*.html"))
+        if (urls := external_assets(path.read_text(encoding="utf-8")))
+    }
+    assert not offenders, f"pages load assets from other hosts: {offenders}"
+
+
+def test_plotly_js_served_once(built_html: Path) -> None:
+    """Pages use the shared ``_static/plotly.min.js`` instead of an inlined 5 MB bundle."""
+    pages = [p.read_text(encoding="utf-8") for p in built_html.rglob("*.html")]
+    assert not [p for p in pages if "* plotly.js v" in p], "a page inlines plotly.js"
+    if any("plotly-graph-div" in p for p in pages):
+        assert (built_html / "_static" / "plotly.min.js").stat().st_size > 1_000_000
