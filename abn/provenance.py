@@ -41,6 +41,13 @@ def git_commit() -> str | None:
         return None
 
 
+def command_line() -> str:
+    """How this process was started, as a user would type it (``python -m abn.train ...``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = ["python", "-m", spec.name] if spec is not None and spec.name else ["python", sys.argv[0]]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
 def provenance(device: torch.device | str, command: str | None = None) -> dict:
     """The provenance block stored with every result."""
     return {
@@ -51,5 +58,5 @@ def provenance(device: torch.device | str, command: str | None = None) -> dict:
         "python": platform.python_version(),
         "git_commit": git_commit(),
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command if command is not None else shlex.join([Path(sys.executable).name, *sys.argv]),
+        "command": command if command is not None else command_line(),
     }

@@ -80,7 +80,10 @@ def default_amp(device: torch.device) -> bool:
     """
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    try:
+        return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op: absent in some builds
+        return False
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
@@ -159,6 +162,17 @@ class Run:
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = state["history"]
 
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step (and one step of the schedule) on a batch; returns loss and logits."""
+        with autocast(self.device, self.amp):
+            logits = self.forward(x)
+            loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss, logits
+
     def train_epoch(self, progress: bool = True) -> dict:
         """One epoch of SGD, then validation and test accuracy; returns its history row."""
         cfg, loader = self.cfg, self.train_loader
@@ -171,13 +185,7 @@ class Run:
         bar = tqdm(loader, desc=f"{cfg.model} epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False, mininterval=1.0)
         for x, y in bar:
-            with autocast(self.device, self.amp):
-                logits = self.forward(x)
-                loss = F.cross_entropy(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
+            loss, logits = self.train_step(x, y)
             # Accumulate on the device: a .item() per step would stall a GPU every batch.
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(dim=1) == y).sum()

@@ -1,0 +1,137 @@
+"""Training throughput: the paper's loop vs abn's trainer, same device, model and batch size.
+
+(a) The paper's loop: ``torchvision.datasets.CIFAR10`` with PIL transforms (RandomCrop 32
+    with padding 4, RandomHorizontalFlip, ToTensor, Normalize), a ``DataLoader`` with two
+    worker processes, fp32, eager PyTorch, SGD.
+(b) abn's trainer (:class:`abn.train.Run`): the split held as uint8 on the device, crop
+    and flip done there in batches, channels-last, bf16 autocast where the hardware has
+    bf16, optionally ``torch.compile``.
+
+Both run the same number of optimiser steps after the same warm-up; images/s counts the
+whole step, waiting for data included. Prints a table, then one line of JSON.
+
+    python -m abn.bench --model resnet_s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from abn.data import CIFAR10_MEAN, CIFAR10_STD, PAD, data_root, load_cifar10
+from abn.models import build_model
+from abn.provenance import device_name
+from abn.train import Run, TrainConfig, default_device
+from abn._torchvision import import_torchvision
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> float:
+    """Seconds for ``steps`` calls of ``step`` after ``warmup`` calls (device synchronised)."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _forever(loader) -> Iterator:
+    epoch = 0
+    while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def paper_loop_step(model_name: str, width: float, batch_size: int, device: torch.device,
+                    workers: int = 2) -> Callable[[], None]:
+    """One training step of the paper's loop, as a closure over its own DataLoader."""
+    tv = import_torchvision()
+    T = tv.transforms
+    transform = T.Compose([T.RandomCrop(32, padding=PAD), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    load_cifar10(True)  # same error message as everywhere if the data is missing
+    dataset = tv.datasets.CIFAR10(str(data_root()), train=True, download=False, transform=transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                         pin_memory=device.type == "cuda", drop_last=True,
+                                         persistent_workers=workers > 0)
+    torch.manual_seed(0)
+    model = build_model(model_name, width).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    batches = _forever(loader)
+
+    def step() -> None:
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def abn_step(model_name: str, width: float, batch_size: int, device: torch.device,
+             compile: bool = False) -> Callable[[], None]:
+    """One training step of abn's trainer (the same code path as ``python -m abn.train``)."""
+    cfg = TrainConfig(model=model_name, width=width, batch_size=batch_size, epochs=1, compile=compile)
+    run = Run(cfg, device)
+    run.model.train()
+    batches = _forever(run.train_loader)
+
+    def step() -> None:
+        run.train_step(*next(batches))
+
+    return step
+
+
+def bench(model: str = "resnet_s", width: float = 1.0, batch_size: int = 128, steps: int | None = None,
+          warmup: int | None = None, device: str | None = None, compile: bool = False) -> dict:
+    """Measure both loops; returns the summary dict printed as the JSON line."""
+    dev = torch.device(device) if device else default_device()
+    steps = steps or (100 if dev.type == "cuda" else 8)
+    warmup = warmup or (20 if dev.type == "cuda" else 2)
+    paper_s = time_steps(paper_loop_step(model, width, batch_size, dev), warmup, steps, dev)
+    abn_s = time_steps(abn_step(model, width, batch_size, dev, compile), warmup, steps, dev)
+    images = steps * batch_size
+    return {"device": device_name(dev), "model": model, "width": width, "batch_size": batch_size,
+            "steps": steps, "warmup": warmup, "compile": compile,
+            "paper_loop_img_s": round(images / paper_s, 1), "abn_img_s": round(images / abn_s, 1),
+            "ratio": round(paper_s / abn_s, 2)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m abn.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="resnet_s")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, help="timed steps (default 100 on CUDA, 8 on CPU)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (default 20 on CUDA, 2 on CPU)")
+    p.add_argument("--device")
+    p.add_argument("--compile", action="store_true", help="torch.compile abn's model")
+    a = p.parse_args(argv)
+    r = bench(a.model, a.width, a.batch_size, a.steps, a.warmup, a.device, a.compile)
+    print(f"{r['model']} (width {r['width']:g}), batch {r['batch_size']}, {r['steps']} steps after "
+          f"{r['warmup']} warm-up, on {r['device']}")
+    print(f"{'loop':<44}{'images/s':>10}")
+    print(f"{'paper: DataLoader(2 workers), PIL, fp32, eager':<44}{r['paper_loop_img_s']:>10.1f}")
+    print(f"{'abn: on-device data, channels-last, autocast':<44}{r['abn_img_s']:>10.1f}")
+    print(f"{'ratio':<44}{r['ratio']:>10.2f}")
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

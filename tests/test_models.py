@@ -1,0 +1,59 @@
+"""The two networks have exactly the paper's parameter counts and the described structure."""
+
+import pytest
+import torch
+
+from abn import modulators
+from abn.layers import DynamicModulatedConv2d
+from abn.models import ResNet, build_model, count_parameters, resnet_dmb, resnet_s
+
+
+def test_parameter_counts_equal_the_paper():
+    assert count_parameters(resnet_s()) == 2_777_674
+    assert count_parameters(resnet_dmb()) == 2_957_794
+
+
+def test_extra_parameters_per_block():
+    """Each block of width P gains P^2 + 9P + 4 (conv bias P, W P^2, gate 4P + 4, bank 4P)."""
+    extra = sum(2 * (p * p + 9 * p + 4) for p in (64, 128, 256))
+    assert extra == 180_120 == count_parameters(resnet_dmb()) - count_parameters(resnet_s())
+    w_share = sum(2 * p * p for p in (64, 128, 256)) / extra
+    assert round(100 * w_share, 1) == 95.5
+
+
+def test_dmb_replaces_every_second_conv():
+    model = resnet_dmb()
+    mods = [n for n, m in model.named_modules() if isinstance(m, DynamicModulatedConv2d)]
+    assert mods == [f"layer{s}.{b}.conv2" for s in (1, 2, 3) for b in (0, 1)]
+    assert all(model.get_submodule(n).dmb.num_biases == 4 for n in mods)
+    assert not any(isinstance(m, DynamicModulatedConv2d) for m in resnet_s().modules())
+
+
+@pytest.mark.parametrize("width", [0.125, 0.25, 1.0])
+def test_forward_shapes_and_width(width):
+    for model in (resnet_s(width=width), resnet_dmb(width=width)):
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+        assert model.fc.in_features == max(1, round(256 * width))
+
+
+def test_narrow_models_are_smaller():
+    assert count_parameters(resnet_s(width=0.25)) < count_parameters(resnet_s()) / 10
+
+
+def test_build_model_and_modulator_registry():
+    assert count_parameters(build_model("resnet_dmb", num_biases=4)) == 2_957_794
+    assert "dmb" in modulators.names() and "none" in modulators.names()
+    k8 = build_model("resnet_dmb", num_biases=8)
+    assert count_parameters(k8) - count_parameters(resnet_s()) == sum(
+        2 * (p * p + p + 8 * p + 8 + 8 * p) for p in (64, 128, 256))
+    with pytest.raises(ValueError, match="Unknown model"):
+        build_model("resnet_x")
+    with pytest.raises(ValueError, match="Unknown modulator"):
+        modulators.get("nope")
+    with pytest.raises(ValueError, match="width must be positive"):
+        ResNet(width=0)
+
+
+def test_bad_image_shape():
+    with pytest.raises(ValueError, match=r"\(batch, 3, H, W\)"):
+        resnet_s(width=0.125)(torch.randn(2, 1, 32, 32))

@@ -1,0 +1,82 @@
+"""The trainer: learns for real, resumes exactly, writes results with provenance."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from abn import profiles
+from abn.train import TrainConfig, train
+
+TINY = dict(model="resnet_dmb", width=0.125, epochs=3, batch_size=64, train_subset=512, val_size=256,
+            test_subset=256, profile="quick")
+TIMING = {"seconds", "train_s", "images_per_s"}
+
+
+def test_quick_run_learns_far_above_chance():
+    """The quick profile on a real CIFAR-10 slice: >= 45% test accuracy (chance: 10%)."""
+    run = train(TrainConfig.from_profile("quick", model="resnet_s"), progress=False)
+    r = run.result
+    print(f"quick run: {r['final_test_acc']:.2f}% in {r['wall_s']:.1f}s "
+          f"({r['train_images_per_s']:.0f} img/s)")
+    assert r["final_test_acc"] >= 45.0
+    assert len(r["history"]) == profiles.QUICK.epochs
+    assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]
+
+
+def test_interrupted_run_resumes_to_identical_weights_and_history(tmp_path):
+    cfg = TrainConfig(**TINY)
+    whole = train(cfg, checkpoint=tmp_path / "whole.pt", progress=False)
+
+    def interrupt(run):
+        if run.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, checkpoint=tmp_path / "cut.pt", progress=False, on_epoch_end=interrupt)
+    assert torch.load(tmp_path / "cut.pt", weights_only=False)["history"][-1]["epoch"] == 1
+    resumed = train(cfg, checkpoint=tmp_path / "cut.pt", progress=False, out=tmp_path / "cut.json")
+
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda h: [{k: v for k, v in row.items() if k not in TIMING} for row in h]
+    assert strip(whole.result["history"]) == strip(resumed.result["history"])
+    assert json.loads((tmp_path / "cut.json").read_text())["final_test_acc"] == whole.result["final_test_acc"]
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    train(TrainConfig(**{**TINY, "epochs": 1}), checkpoint=tmp_path / "c.pt", progress=False)
+    with pytest.raises(ValueError, match="different config.*seed"):
+        train(TrainConfig(**{**TINY, "epochs": 1, "seed": 5}), checkpoint=tmp_path / "c.pt", progress=False)
+
+
+def test_cli_writes_result_with_provenance(tmp_path):
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "abn.train", "--model", "resnet_s", "--profile", "quick", "--epochs", "1",
+           "--width", "0.125", "--train-subset", "256", "--val-size", "128", "--test-subset", "128",
+           "--seed", "3", "--out", str(out), "--checkpoint", str(tmp_path / "r.pt")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())
+    assert r["model"] == "resnet_s" and r["seed"] == 3 and r["profile"] == "quick" and r["width"] == 0.125
+    assert r["recipe"]["lr"] == 0.1 and r["recipe"]["weight_decay"] == 5e-4 and r["recipe"]["batch_size"] == 128
+    assert r["recipe"]["amp"] in (True, False) and r["recipe"]["train_subset"] == 256
+    assert len(r["history"]) == 1 and r["best_test_acc"] == r["final_test_acc"]
+    prov = r["provenance"]
+    assert prov["device_type"] == "cpu" and prov["torch"] == torch.__version__
+    assert prov["date_utc"].endswith("+00:00") and "abn.train" in prov["command"] and "--seed 3" in prov["command"]
+    assert "git_commit" in prov and (prov["git_commit"] is None or len(prov["git_commit"]) >= 40)
+
+
+def test_profiles(monkeypatch):
+    monkeypatch.setenv("ABN_PROFILE", "full")
+    assert profiles.resolve().name == "full" and profiles.resolve("quick").name == "quick"
+    monkeypatch.setenv("ABN_PROFILE", "auto")
+    assert profiles.resolve().name == ("full" if torch.cuda.is_available() else "quick")
+    monkeypatch.setenv("ABN_PROFILE", "fast")
+    with pytest.raises(ValueError, match="ABN_PROFILE must be one of"):
+        profiles.resolve()
+    cfg = TrainConfig.from_profile("full", model="resnet_s")
+    assert (cfg.width, cfg.epochs, cfg.batch_size, cfg.val_size, cfg.train_subset) == (1.0, 15, 128, 5000, None)
