@@ -19,13 +19,14 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from abn.data import CIFAR10_MEAN, CIFAR10_STD, PAD, data_root, load_cifar10
 from abn.models import build_model
-from abn.provenance import device_name
+from abn.provenance import device_name, provenance
 from abn.train import Run, TrainConfig, default_device
 from abn._torchvision import import_torchvision
 
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, help="untimed steps first (default 20 on CUDA, 2 on CPU)")
     p.add_argument("--device")
     p.add_argument("--compile", action="store_true", help="torch.compile abn's model")
+    p.add_argument("--out", help="also write the result, with provenance, to this JSON file")
     a = p.parse_args(argv)
     r = bench(a.model, a.width, a.batch_size, a.steps, a.warmup, a.device, a.compile)
     print(f"{r['model']} (width {r['width']:g}), batch {r['batch_size']}, {r['steps']} steps after "
@@ -130,6 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'paper: DataLoader(2 workers), PIL, fp32, eager':<44}{r['paper_loop_img_s']:>10.1f}")
     print(f"{'abn: on-device data, channels-last, autocast':<44}{r['abn_img_s']:>10.1f}")
     print(f"{'ratio':<44}{r['ratio']:>10.2f}")
+    if a.out:
+        dev = torch.device(a.device) if a.device else default_device()
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps({"kind": "bench", **r, "provenance": provenance(dev)}, indent=1) + "\n")
     print(json.dumps(r))
 
 

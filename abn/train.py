@@ -209,6 +209,7 @@ def summarize(run: Run, wall_s: float, command: str | None = None) -> dict:
     train_s = sum(r["train_s"] for r in hist)
     return {
         "schema": SCHEMA_VERSION,
+        "kind": "train",
         "model": cfg.model,
         "variant": run.model.modulator_name,
         "width": cfg.width,
@@ -243,8 +244,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Pat
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
         run.load_state_dict(torch.load(ckpt, map_location=run.device, weights_only=False))
-        if progress:
-            print(f"resumed {cfg.model} seed {cfg.seed} from {ckpt} after epoch {run.epoch}")
+        print(f"resumed {cfg.model} seed {cfg.seed} from {ckpt} after epoch {run.epoch}", flush=True)
     t0 = time.perf_counter() - sum(r["seconds"] for r in run.history)
     while run.epoch < cfg.epochs:
         row = run.train_epoch(progress)
@@ -272,14 +272,11 @@ def write_json(result: dict, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m abn.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="resnet_dmb", help="model name (abn.models.MODELS)")
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """The flags that set a :class:`TrainConfig` (shared with ``python -m abn.sweep``)."""
     p.add_argument("--num-biases", type=int, help="K of the DMB bias bank (resnet_dmb)")
     p.add_argument("--profile", choices=profiles.PROFILES, help="quick | full | auto (default: $ABN_PROFILE or auto)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=float, help="width multiplier (1 = the paper's nets)")
     p.add_argument("--train-subset", type=int, help="train on the first N training images")
     p.add_argument("--val-size", type=int, help="hold out the last N training images")
@@ -289,24 +286,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-amp", action="store_true", help="train in fp32 instead of bf16 autocast")
     p.add_argument("--compile", action="store_true", help="use torch.compile")
     p.add_argument("--device", help="cuda | cpu (default: cuda if available)")
-    p.add_argument("--out", help="write the result JSON here")
-    p.add_argument("--checkpoint", help="checkpoint path (default: checkpoints/<out name>.pt)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, model: str, seed: int) -> TrainConfig:
     kwargs = {"num_biases": args.num_biases} if args.num_biases is not None else {}
     return TrainConfig.from_profile(
-        args.profile, model=args.model, model_kwargs=kwargs, epochs=args.epochs, seed=args.seed,
+        args.profile, model=model, model_kwargs=kwargs, epochs=args.epochs, seed=seed,
         width=args.width, train_subset=args.train_subset, val_size=args.val_size,
         test_subset=args.test_subset, batch_size=args.batch_size, lr=args.lr,
         amp=False if args.no_amp else None, compile=args.compile or None)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m abn.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="resnet_dmb", help="model name (abn.models.MODELS)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the result JSON here")
+    p.add_argument("--checkpoint", help="checkpoint path (default: checkpoints/<out name>.pt)")
+    add_config_args(p)
+    return p.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, args.model, args.seed)
     ckpt = args.checkpoint or (f"checkpoints/{Path(args.out).stem}.pt" if args.out else None)
     result = train(cfg, out=args.out, checkpoint=ckpt, device=args.device,
                    progress=not args.no_progress).result
