@@ -5,11 +5,17 @@ The paper's CIFAR-10 ResNet: a 3x3 stem of width 64, three stages of widths 64, 
 ResNet-DMB swaps the second conv of every block for a DynamicModulatedConv2d (K = 4).
 ``width`` scales every stage (quick mode trains narrow nets); ``modulator`` names the
 gate of each block (see :mod:`abn.modulators`).
+
+Every variant of the book is in :data:`MODELS` (what ``python -m abn.train --model``
+takes); ``python -m abn.models`` prints each one's parameter count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import argparse
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +93,89 @@ def resnet_dmb(num_biases: int = 4, width: float = 1.0, num_classes: int = 10) -
     return ResNet(width, modulators.get("dmb", num_biases=num_biases), num_classes)
 
 
-MODELS: dict[str, Callable[..., ResNet]] = {"resnet_s": resnet_s, "resnet_dmb": resnet_dmb}
+def _dmb_k(k: int) -> Callable[..., ResNet]:
+    def factory(width: float = 1.0, num_classes: int = 10) -> ResNet:
+        return resnet_dmb(k, width, num_classes)
+
+    factory.__name__ = f"resnet_dmb_k{k}"
+    factory.__doc__ = f"ResNet-DMB with a bank of K = {k} biases (an ablation of the paper's K = 4)."
+    return factory
+
+
+def resnet_se(width: float = 1.0, num_classes: int = 10, reduction: int = 16) -> ResNet:
+    """Squeeze-and-excitation (r = 16) on every block's residual branch."""
+    return ResNet(width, modulators.get("se", reduction=reduction), num_classes)
+
+
+def resnet_se_var3(width: float = 1.0, num_classes: int = 10) -> ResNet:
+    """ECA-Net's SE-Var3 (one C x C layer) on every block's residual branch."""
+    return ResNet(width, modulators.get("se_var3"), num_classes)
+
+
+def resnet_qk(width: float = 1.0, num_classes: int = 10) -> ResNet:
+    """The PNN query-key gate between shortcut and residual branch in every block."""
+    return ResNet(width, modulators.get("qk"), num_classes)
+
+
+def stage_widths(width: float) -> tuple[int, ...]:
+    """The integer stage widths a width multiplier gives (as :class:`ResNet` rounds them)."""
+    return tuple(max(1, round(w * width)) for w in STAGE_WIDTHS)
+
+
+def plain_parameter_count(widths: tuple[int, ...], num_classes: int = 10) -> int:
+    """Parameters of a plain ResNet-S with these stage widths, by formula.
+
+    stem 27a + 2a; a block from ``i`` to ``p`` channels 9ip + 9p^2 + 4p (two 3x3 convs and
+    two BNs), plus ip + 2p for a 1x1 shortcut with BN when the shape changes; the
+    classifier (c + 1) * num_classes. tests/test_modulators.py checks it against real models.
+    """
+    total, prev = 27 * widths[0] + 2 * widths[0], widths[0]
+    for planes, stride in zip(widths, STAGE_STRIDES):
+        for i in range(BLOCKS_PER_STAGE):
+            total += 9 * prev * planes + 9 * planes * planes + 4 * planes
+            if (stride if i == 0 else 1) != 1 or prev != planes:
+                total += prev * planes + 2 * planes
+            prev = planes
+    return total + (prev + 1) * num_classes
+
+
+@functools.lru_cache(maxsize=32)
+def matched_width(width: float = 1.0, num_biases: int = 4) -> float:
+    """The width multiplier of a plain ResNet-S whose parameter count is closest to
+    ResNet-DMB's (K = ``num_biases``) at ``width``.
+
+    Stage widths are rounded to integers, so only some counts are reachable: we scan
+    multipliers from ``width`` to 1.4 x ``width`` in steps of 0.1%, keep the first that
+    gives each distinct set of stage widths, and take the closest count. At width 1 this
+    is 1.03 (stages 66, 132, 264: 2,953,708 parameters, 0.14% below ResNet-DMB's
+    2,957,794); at quick mode's 0.125 it is 0.129 (8, 17, 33), 0.99% below.
+    """
+    with torch.device("meta"):  # no memory, no initialisation
+        target = count_parameters(resnet_dmb(num_biases, width))
+    first: dict[tuple[int, ...], float] = {}
+    for i in range(401):
+        first.setdefault(stage_widths(width * (1 + i / 1000)), width * (1 + i / 1000))
+    best = min(first, key=lambda widths: abs(plain_parameter_count(widths) - target))
+    return first[best]
+
+
+def resnet_s_wide(width: float = 1.0, num_classes: int = 10) -> ResNet:
+    """ResNet-S widened to ResNet-DMB's parameter count (see :func:`matched_width`):
+    the baseline that tells "more parameters" apart from "a gate"."""
+    model = ResNet(matched_width(width), modulators.get("none"), num_classes)
+    model.modulator_name = f"none(wide x{matched_width(width) / width:.3f})"
+    return model
+
+
+MODELS: dict[str, Callable[..., ResNet]] = {
+    "resnet_s": resnet_s,
+    "resnet_dmb": resnet_dmb,  # K from num_biases (the CLI's --num-biases), default 4
+    **{f"resnet_dmb_k{k}": _dmb_k(k) for k in (0, 1, 8)},
+    "resnet_se": resnet_se,
+    "resnet_se_var3": resnet_se_var3,
+    "resnet_qk": resnet_qk,
+    "resnet_s_wide": resnet_s_wide,
+}
 
 
 def build_model(name: str, width: float = 1.0, **kwargs) -> ResNet:
@@ -100,3 +188,27 @@ def build_model(name: str, width: float = 1.0, **kwargs) -> ResNet:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def parameter_table(width: float = 1.0) -> list[dict]:
+    """Every model of :data:`MODELS` at ``width``: name, variant, parameters, and the
+    difference to ResNet-S. Built on the meta device, so it is instant even at width 1."""
+    with torch.device("meta"):
+        built = {name: build_model(name, width) for name in MODELS}
+    base = count_parameters(built["resnet_s"])
+    return [{"model": name, "variant": m.modulator_name, "params": count_parameters(m),
+             "extra": count_parameters(m) - base} for name, m in built.items()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m abn.models [--width W]``: print every variant's parameter count."""
+    p = argparse.ArgumentParser(prog="python -m abn.models", description=main.__doc__)
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier (1 = the paper's nets)")
+    args = p.parse_args(argv)
+    print(f"{'model':<16}{'variant':<22}{'parameters':>12}{'vs resnet_s':>14}")
+    for row in parameter_table(args.width):
+        print(f"{row['model']:<16}{row['variant']:<22}{row['params']:>12,}{row['extra']:>+14,}")
+
+
+if __name__ == "__main__":
+    main()

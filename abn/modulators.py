@@ -9,7 +9,21 @@ A :class:`Modulator` says how to build two optional pieces of a BasicBlock of wi
   Gates that read the branch's *output* (squeeze-and-excitation) or both streams
   (a query-key gate) plug in here.
 
-Variants register a factory with :func:`register`; models look them up by name.
+Variants register a factory with :func:`register`; models look them up by name:
+
+=========  ===================================================  =====================
+name       what the block computes (h shortcut, delta branch)   extra params, width P
+=========  ===================================================  =====================
+none       h + delta (ResNet-S)                                 0
+dmb K>=1   conv2 scaled by 1 + tanh(DMB_K(GAP(x)))              P^2 + P + 2KP + K
+dmb K=0    conv2 scaled by 1 + tanh(W GAP(x)) (no bias bank)    P^2 + P
+se         delta * sigmoid(W2 relu(W1 GAP(delta)))  (r = 16)    2Pr' + r' + P, r'=P//16
+se_var3    delta * sigmoid(W GAP(delta) + b)                    P^2 + P
+qk         g * delta, g = sigmoid(q(h) * k(delta) / tau)        2P^2 + 2P + 1
+=========  ===================================================  =====================
+
+Every gate inherits :class:`abn.gates.GateEmitter` and emits its per-channel
+multiplier, so :func:`abn.gates.record_gates` sees all of them alike.
 """
 
 from __future__ import annotations
@@ -17,9 +31,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import math
+
+import torch
 from torch import nn
 
-from abn.layers import DynamicModulatedConv2d
+from abn.gates import GateEmitter
+from abn.layers import DynamicModulatedConv2d, _check_input, _check_positive
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -72,10 +90,153 @@ def plain() -> Modulator:
     return Modulator("none")
 
 
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    """Global average pool of a feature map (B x C x H x W -> B x C); vectors pass through."""
+    return x.mean(dim=(2, 3)) if x.dim() == 4 else x
+
+
+def _scale(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """x * m with the per-channel multiplier m (B x C) broadcast over any spatial dims."""
+    return x * m.view(*m.shape, *([1] * (x.dim() - 2)))
+
+
+class GainModulatedConv2d(nn.Conv2d, GateEmitter):
+    """The K = 0 ablation of DMB-conv: y = Conv(x) * (1 + tanh(W GAP(x))), no bias bank.
+
+    DynamicMultiBiasLinear needs K >= 1 (a softmax over nothing is undefined), so the
+    bank-free gate is its own small module. Everything else matches
+    :class:`~abn.layers.DynamicModulatedConv2d`: the gate reads the conv's *input*, W is
+    C_in x C_out with nn.Linear's init and no bias, and the conv keeps ``bias=True`` so that
+    the only difference to DMB is the bank. Extra parameters: C_in * C_out + C_out.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 **conv_kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
+        self.gain = nn.Linear(in_channels, out_channels, bias=False)  # W
+
+    def modulation(self, x: torch.Tensor) -> torch.Tensor:
+        """m = 1 + tanh(W GAP(x)) in (0, 2), shape (batch, C_out)."""
+        return 1 + torch.tanh(self.gain(x.mean(dim=(2, 3))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, 4, self.in_channels, "batch x channels x height x width", type(self).__name__)
+        m = self.modulation(x)
+        self.emit(m, None)
+        return super().forward(x) * m[:, :, None, None]
+
+
+class SqueezeExcite(GateEmitter):
+    """Squeeze-and-excitation (Hu et al., 2018) on the residual branch.
+
+    ``gate(h, delta) = delta * sigmoid(W2 relu(W1 GAP(delta) + b1) + b2)``: a bottleneck of
+    ``channels // reduction`` units (at least 1, so narrow quick-mode nets still get one).
+    ``h`` is ignored; it is in the signature because every block gate gets both streams.
+    Parameters: 2 * C * r' + r' + C with r' the bottleneck width.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        _check_positive("channels", channels)
+        _check_positive("reduction", reduction)
+        hidden = max(1, channels // reduction)
+        self.channels = channels
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        m = torch.sigmoid(self.fc2(torch.relu(self.fc1(_pool(delta)))))
+        self.emit(m, None)
+        return _scale(delta, m)
+
+
+class SEVar3(GateEmitter):
+    """ECA-Net's "SE-Var3": one full C x C linear layer on GAP(delta), then a sigmoid.
+
+    ``gate(h, delta) = delta * sigmoid(W GAP(delta) + b)``. No bottleneck, so it is the
+    closest prior-art relative of DMB-conv's gate (also one C x C matrix on pooled
+    features); it differs in where it reads (the branch's output, not conv2's input), in
+    the range (0, 1) instead of (0, 2), and in having a static bias. Parameters: C^2 + C
+    (nn.Linear's bias included; the ECA paper counts the C^2 weights).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        _check_positive("channels", channels)
+        self.channels = channels
+        self.fc = nn.Linear(channels, channels)
+
+    def forward(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        m = torch.sigmoid(self.fc(_pool(delta)))
+        self.emit(m, None)
+        return _scale(delta, m)
+
+
+class QueryKeyGate(GateEmitter):
+    """The query-key gate of Plastic Neural Networks (Choi, 2025) for a residual update.
+
+    ``g = sigmoid((W_q GAP(h) + b_q) * (W_k GAP(delta) + b_k) / tau)`` and the block adds
+    ``g * delta`` to ``h`` (the caller does the addition: the gate returns the branch). The
+    state ``h`` asks, the proposed update ``delta`` answers, and each channel of the update
+    is let through as far as the two agree. ``tau`` is a learnable scalar initialised to
+    sqrt(C), as in attention. In a ResNet block ``h`` is the shortcut output (it has the
+    branch's shape); in a recurrent refinement ``h`` and ``delta`` may be plain vectors
+    (B x C), which pass un-pooled. Parameters: 2 C^2 + 2 C + 1.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        _check_positive("channels", channels)
+        self.channels = channels
+        self.query = nn.Linear(channels, channels)  # W_q, b_q
+        self.key = nn.Linear(channels, channels)  # W_k, b_k
+        self.tau = nn.Parameter(torch.tensor(math.sqrt(channels)))
+
+    def gate_values(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """g in (0, 1), shape (batch, C)."""
+        return torch.sigmoid(self.query(_pool(h)) * self.key(_pool(delta)) / self.tau)
+
+    def forward(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        if h.shape != delta.shape:
+            raise ValueError(f"QueryKeyGate needs h and delta of one shape, got {tuple(h.shape)} "
+                             f"and {tuple(delta.shape)}.")
+        g = self.gate_values(h, delta)
+        self.emit(g, None)
+        return _scale(delta, g)
+
+
 @register("dmb")
 def dmb(num_biases: int = 4) -> Modulator:
-    """The paper's DMB-conv as the block's second convolution (conv keeps bias=True)."""
+    """The paper's DMB-conv as the block's second convolution (conv keeps bias=True).
+
+    ``num_biases=0`` gives the bank-free ablation :class:`GainModulatedConv2d`.
+    ``num_biases=1`` keeps :class:`~abn.layers.DynamicMultiBiasLinear` with a bank of one:
+    softmax over one logit is 1, so the gate is the closed form 1 + tanh(W GAP(x) + B[:, 0])
+    (a static bias), computed by the same code as K = 4. Its gate row G, g (C_in + 1
+    parameters a block) then receives no gradient; it is kept, and counted, so that K = 1
+    is exactly "the paper's layer with K = 1".
+    """
+    if num_biases == 0:
+        return Modulator("dmb(K=0)", conv2=lambda p: GainModulatedConv2d(p, p, 3, padding=1))
     return Modulator(
         f"dmb(K={num_biases})",
         conv2=lambda p: DynamicModulatedConv2d(p, p, 3, num_biases=num_biases, padding=1),
     )
+
+
+@register("se")
+def se(reduction: int = 16) -> Modulator:
+    """Squeeze-and-excitation on the residual branch, bottleneck ``reduction`` (Hu et al.: 16)."""
+    return Modulator(f"se(r={reduction})", gate=lambda p: SqueezeExcite(p, reduction))
+
+
+@register("se_var3")
+def se_var3() -> Modulator:
+    """ECA-Net's SE-Var3: one C x C linear layer and a sigmoid on the residual branch."""
+    return Modulator("se_var3", gate=SEVar3)
+
+
+@register("qk")
+def qk() -> Modulator:
+    """The PNN query-key gate between the shortcut h and the residual branch delta."""
+    return Modulator("qk", gate=QueryKeyGate)
