@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter/Colab, text in a terminal
 
 from abn import profiles
 from abn.data import DeviceLoader, load_splits
@@ -173,8 +173,11 @@ class Run:
         self.scheduler.step()
         return loss, logits
 
-    def train_epoch(self, progress: bool = True) -> dict:
-        """One epoch of SGD, then validation and test accuracy; returns its history row."""
+    def train_epoch(self, bar: tqdm | None = None) -> dict:
+        """One epoch of SGD, then validation and test accuracy; returns its history row.
+
+        ``bar``, if given, advances by one per step (one bar spans the whole run, so a
+        notebook shows a single bar rather than one per epoch)."""
         cfg, loader = self.cfg, self.train_loader
         loader.set_epoch(self.epoch)
         self.model.train()
@@ -182,10 +185,10 @@ class Run:
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        bar = tqdm(loader, desc=f"{cfg.model} epoch {self.epoch + 1}/{cfg.epochs}",
-                   disable=not progress, leave=False, mininterval=1.0)
-        for x, y in bar:
+        for x, y in loader:
             loss, logits = self.train_step(x, y)
+            if bar is not None:
+                bar.update()
             # Accumulate on the device: a .item() per step would stall a GPU every batch.
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(dim=1) == y).sum()
@@ -246,17 +249,23 @@ def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Pat
         run.load_state_dict(torch.load(ckpt, map_location=run.device, weights_only=False))
         print(f"resumed {cfg.model} seed {cfg.seed} from {ckpt} after epoch {run.epoch}", flush=True)
     t0 = time.perf_counter() - sum(r["seconds"] for r in run.history)
+    steps = len(run.train_loader)
+    bar = tqdm(total=cfg.epochs * steps, initial=run.epoch * steps, unit="step", mininterval=1.0,
+               desc=f"{cfg.model} seed {cfg.seed}") if progress else None
     while run.epoch < cfg.epochs:
-        row = run.train_epoch(progress)
-        if progress:
+        row = run.train_epoch(bar)
+        if bar is not None:
+            bar.set_postfix(epoch=row["epoch"], test=f"{row['test_acc']:.1f}%", refresh=False)
             val = f"val {row['val_acc']:.2f}%  " if row["val_acc"] is not None else ""
-            print(f"{cfg.model} epoch {row['epoch']:>2}/{cfg.epochs}  loss {row['train_loss']:.3f}  "
-                  f"{val}test {row['test_acc']:.2f}%  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s",
-                  flush=True)
+            bar.write(f"{cfg.model} epoch {row['epoch']:>2}/{cfg.epochs}  loss {row['train_loss']:.3f}  "
+                      f"{val}test {row['test_acc']:.2f}%  {row['images_per_s']:.0f} img/s  "
+                      f"{row['seconds']:.1f}s")
         if ckpt:
             _save_atomic(run.state_dict(), ckpt)
         if on_epoch_end:
             on_epoch_end(run)
+    if bar is not None:
+        bar.close()
     run.result = summarize(run, time.perf_counter() - t0, command)
     if out:
         write_json(run.result, out)
