@@ -1,7 +1,8 @@
 """CIFAR-10 as uint8 tensors, and a loader that keeps the data and the augmentation on the device.
 
 Loading goes through ``torchvision.datasets.CIFAR10`` (which checks the md5 sums) from the
-folder in ``$ABN_DATA`` (default ``~/.cache/abn/data``), downloading there when online.
+folder in ``$ABN_DATA`` (default ``~/.cache/abn/data``), downloading there when online. A
+file that is there but fails the md5 check is reported as corrupt, not as missing.
 
 The paper's loop decodes, crops and flips every image in DataLoader worker processes, in
 PIL, one image at a time; on a modern GPU that, not the model, sets the pace. Here each
@@ -33,10 +34,15 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 OFTEN_COPIED_STD = (0.2023, 0.1994, 0.2010)
 PAD = 4  # zero padding of the random crop, in pixels
+TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000  # CIFAR-10's two splits
 
 
 class DataNotFoundError(FileNotFoundError):
     """CIFAR-10 is neither on disk nor downloadable."""
+
+
+class DataCorruptError(RuntimeError):
+    """A CIFAR-10 file is on disk but fails torchvision's md5 check."""
 
 
 def data_root() -> Path:
@@ -60,6 +66,13 @@ def load_cifar10(train: bool = True, root: str | None = None) -> tuple[torch.Ten
     try:
         ds = datasets.CIFAR10(str(folder), train=train, download=False)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted."
+        if damaged := damaged_files(folder):
+            names = ", ".join(str(path) for path in damaged)
+            raise DataCorruptError(
+                f"{names} fail{'s' if len(damaged) == 1 else ''} torchvision's md5 check: corrupt "
+                "or incomplete (an interrupted copy or download?). Delete "
+                f"{'it' if len(damaged) == 1 else 'them'} and run again to download CIFAR-10 "
+                "afresh, or copy a good cifar-10-batches-py folder over it.") from None
         try:
             ds = datasets.CIFAR10(str(folder), train=train, download=True)
         except Exception as err:  # offline: URLError/OSError; anything else is as fatal
@@ -71,6 +84,45 @@ def load_cifar10(train: bool = True, root: str | None = None) -> tuple[torch.Ten
             ) from err
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor(ds.targets, dtype=torch.int64)
+
+
+def damaged_files(folder: str | Path) -> list[Path]:
+    """The CIFAR-10 files in ``folder/cifar-10-batches-py`` that exist but fail the md5 sums
+    torchvision's ``CIFAR10`` lists for them (missing files are not damaged, just absent)."""
+    tv = import_torchvision()
+    cifar = tv.datasets.CIFAR10
+    base = Path(folder) / cifar.base_folder
+    expected = [*cifar.train_list, *cifar.test_list, [cifar.meta["filename"], cifar.meta["md5"]]]
+    return [base / name for name, md5 in expected
+            if (base / name).exists() and not tv.datasets.utils.check_integrity(base / name, md5)]
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_scale(mean: tuple[float, ...], std: tuple[float, ...],
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` on the 0-255 pixel scale, 1 x C x 1 x 1 on ``device``; made
+    once per device, so that normalising a batch on a GPU copies nothing from the host."""
+    with torch.inference_mode(False), torch.no_grad():  # usable inside and outside both
+        scale = [torch.tensor(v, device=device).view(1, -1, 1, 1) * 255 for v in (mean, std)]
+    return scale[0], scale[1]
+
+
+def normalize(images: torch.Tensor, mean: tuple[float, ...] = CIFAR10_MEAN,
+              std: tuple[float, ...] = CIFAR10_STD) -> torch.Tensor:
+    """uint8 images (N x C x H x W) -> float32 ``(x / 255 - mean) / std`` per channel: the
+    input the networks are trained on (by default with CIFAR-10's true mean and std)."""
+    m, s = _pixel_scale(tuple(mean), tuple(std), images.device)
+    return (images.float() - m) / s
+
+
+def denormalize(x: torch.Tensor, mean: tuple[float, ...] = CIFAR10_MEAN,
+                std: tuple[float, ...] = CIFAR10_STD) -> torch.Tensor:
+    """Undo :func:`normalize` for display: uint8 pixels, rounded and clipped to 0-255.
+    uint8 input is returned as it is."""
+    if x.dtype == torch.uint8:
+        return x
+    m, s = _pixel_scale(tuple(mean), tuple(std), x.device)
+    return (x.float() * s + m).round().clamp(0, 255).to(torch.uint8)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,20 +145,28 @@ def load_splits(train_subset: int | None = None, val_size: int = 5_000,
     """Training images minus the last ``val_size`` (the validation split), the first
     ``train_subset`` of those, and the first ``test_subset`` test images."""
     x, y = load_cifar10(True, root)
-    if not 0 <= val_size < len(x):
-        raise ValueError(f"val_size must be in [0, {len(x)}), got {val_size}.")
-    n_train = len(x) - val_size
-    if train_subset is not None:
-        if not 0 < train_subset <= n_train:
-            raise ValueError(f"train_subset must be in (0, {n_train}] with val_size={val_size}, "
-                             f"got {train_subset}.")
-        n_train = train_subset
     tx, ty = load_cifar10(False, root)
+    check_split_sizes(train_subset, val_size, test_subset, len(x), len(tx))
+    n_train = len(x) - val_size if train_subset is None else train_subset
     n_test = len(tx) if test_subset is None else test_subset
-    if not 0 < n_test <= len(tx):
-        raise ValueError(f"test_subset must be in (0, {len(tx)}], got {test_subset}.")
     return Cifar10(train=(x[:n_train], y[:n_train]), val=(x[len(x) - val_size:], y[len(y) - val_size:]),
                    test=(tx[:n_test], ty[:n_test]))
+
+
+def check_split_sizes(train_subset: int | None, val_size: int, test_subset: int | None,
+                      n_train: int = TRAIN_IMAGES, n_test: int = TEST_IMAGES) -> None:
+    """Raise ValueError, naming the size and its allowed range, unless the validation
+    split, the training subset (taken from what validation leaves) and the test subset
+    fit the ``n_train`` training and ``n_test`` test images (None: the whole split)."""
+    if not 0 <= val_size < n_train:
+        raise ValueError(f"val_size must be in [0, {n_train - 1}] ({n_train:,} training images), "
+                         f"got {val_size}.")
+    if train_subset is not None and not 0 < train_subset <= n_train - val_size:
+        raise ValueError(f"train_subset must be in [1, {n_train - val_size}] ({n_train - val_size:,} "
+                         f"training images are left after val_size={val_size}), got {train_subset}.")
+    if test_subset is not None and not 0 < test_subset <= n_test:
+        raise ValueError(f"test_subset must be in [1, {n_test}] ({n_test:,} test images), "
+                         f"got {test_subset}.")
 
 
 def crop_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
@@ -136,7 +196,7 @@ class DeviceLoader:
 
     Training loaders shuffle and augment (crop + flip) with randomness fixed by
     (seed, epoch); call :meth:`set_epoch` before each epoch. Evaluation loaders do neither.
-    Yields ``(images, labels)``: float32 images, normalised with CIFAR-10's true mean/std.
+    Yields ``(images, labels)``: float32 images, normalised by :func:`normalize`.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 128,
@@ -151,9 +211,6 @@ class DeviceLoader:
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.batch_size, self.train, self.seed, self.epoch = batch_size, train, seed, 0
         self.channels_last = channels_last
-        mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(CIFAR10_STD, device=self.device).view(1, -1, 1, 1) * 255
-        self.mean, self.std = mean, std
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -161,8 +218,9 @@ class DeviceLoader:
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float() - self.mean) / self.std
+    def _batch(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> the normalised float32 batch, in the loader's memory format."""
+        x = normalize(images)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
 
@@ -177,7 +235,7 @@ class DeviceLoader:
             if self.train:
                 idx = order[start:start + self.batch_size]
                 x = crop_flip(self.images[idx], offsets[start:start + len(idx)], flips[start:start + len(idx)])
-                yield self.normalize(x), self.labels[idx]
+                yield self._batch(x), self.labels[idx]
             else:
                 sl = slice(start, start + self.batch_size)
-                yield self.normalize(self.images[sl]), self.labels[sl]
+                yield self._batch(self.images[sl]), self.labels[sl]
