@@ -83,7 +83,26 @@ class DynamicMultiBiasLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, num_biases={self.num_biases}"
 
 
-class DynamicModulatedConv2d(nn.Conv2d, GateEmitter):
+class ModulatedConv2d(nn.Conv2d, GateEmitter):
+    """A Conv2d whose output channels are scaled per image by a gate of its input:
+    ``y = Conv(x) * m(x)``. Subclasses define only :meth:`modulation`; the forward pass,
+    the input check and the report to :func:`abn.gates.record_gates` live here once.
+    Being a ``Conv2d`` lets it replace a block's convolution without renaming its weights.
+    """
+
+    def modulation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """m, shape (batch, C_out), and the bias-bank weights alpha, shape (batch, K), or
+        None for a gate without a bank."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, 4, self.in_channels, "batch x channels x height x width", type(self).__name__)
+        m, alpha = self.modulation(x)
+        self.emit(m, alpha)
+        return super().forward(x) * m[:, :, None, None]
+
+
+class DynamicModulatedConv2d(ModulatedConv2d):
     """A Conv2d whose output channels are scaled by m = 1 + tanh(DMB(GAP(x))).
 
     The gate reads the global average pool of this layer's *input* and so costs one
@@ -102,9 +121,3 @@ class DynamicModulatedConv2d(nn.Conv2d, GateEmitter):
         """m in (0, 2), shape (batch, C_out), and alpha, shape (batch, K)."""
         pre, alpha = self.dmb.forward_with_weights(x.mean(dim=(2, 3)))
         return 1 + torch.tanh(pre), alpha
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, 4, self.in_channels, "batch x channels x height x width", type(self).__name__)
-        m, alpha = self.modulation(x)
-        self.emit(m, alpha)
-        return super().forward(x) * m[:, :, None, None]

@@ -18,7 +18,7 @@ none       h + delta (ResNet-S)                                 0
 dmb K>=1   conv2 scaled by 1 + tanh(DMB_K(GAP(x)))              P^2 + P + 2KP + K
 dmb K=0    conv2 scaled by 1 + tanh(W GAP(x)) (no bias bank)    P^2 + P
 se         delta * sigmoid(W2 relu(W1 GAP(delta)))  (r = 16)    2Pr' + r' + P, r'=P//16
-se_var3    delta * sigmoid(W GAP(delta) + b)                    P^2 + P
+se_var3    delta * sigmoid(W GAP(delta) + b)  (no bottleneck)   P^2 + P
 qk         g * delta, g = sigmoid(q(h) * k(delta) / tau)        2P^2 + 2P + 1
 =========  ===================================================  =====================
 
@@ -28,16 +28,15 @@ multiplier, so :func:`abn.gates.record_gates` sees all of them alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import math
 
 import torch
 from torch import nn
 
 from abn.gates import GateEmitter
-from abn.layers import DynamicModulatedConv2d, _check_input, _check_positive
+from abn.layers import DynamicModulatedConv2d, ModulatedConv2d, _check_positive
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -100,7 +99,7 @@ def _scale(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return x * m.view(*m.shape, *([1] * (x.dim() - 2)))
 
 
-class GainModulatedConv2d(nn.Conv2d, GateEmitter):
+class GainModulatedConv2d(ModulatedConv2d):
     """The K = 0 ablation of DMB-conv: y = Conv(x) * (1 + tanh(W GAP(x))), no bias bank.
 
     DynamicMultiBiasLinear needs K >= 1 (a softmax over nothing is undefined), so the
@@ -115,61 +114,55 @@ class GainModulatedConv2d(nn.Conv2d, GateEmitter):
         super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
         self.gain = nn.Linear(in_channels, out_channels, bias=False)  # W
 
-    def modulation(self, x: torch.Tensor) -> torch.Tensor:
-        """m = 1 + tanh(W GAP(x)) in (0, 2), shape (batch, C_out)."""
-        return 1 + torch.tanh(self.gain(x.mean(dim=(2, 3))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, 4, self.in_channels, "batch x channels x height x width", type(self).__name__)
-        m = self.modulation(x)
-        self.emit(m, None)
-        return super().forward(x) * m[:, :, None, None]
+    def modulation(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """m = 1 + tanh(W GAP(x)) in (0, 2), shape (batch, C_out); no bank, so no alpha."""
+        return 1 + torch.tanh(self.gain(x.mean(dim=(2, 3)))), None
 
 
 class SqueezeExcite(GateEmitter):
-    """Squeeze-and-excitation (Hu et al., 2018) on the residual branch.
+    """Squeeze-and-excitation on the residual branch, with or without a bottleneck.
 
-    ``gate(h, delta) = delta * sigmoid(W2 relu(W1 GAP(delta) + b1) + b2)``: a bottleneck of
-    ``channels // reduction`` units (at least 1, so narrow quick-mode nets still get one).
+    With ``reduction`` r (Hu et al., 2018; r = 16):
+    ``gate(h, delta) = delta * sigmoid(W2 relu(W1 GAP(delta) + b1) + b2)``, a bottleneck of
+    ``channels // r`` units (at least 1, so narrow quick-mode nets still get one);
+    parameters 2 * C * r' + r' + C with r' the bottleneck width.
+
+    With ``reduction=None``, ECA-Net's "SE-Var3": one full C x C layer,
+    ``delta * sigmoid(W GAP(delta) + b)``; parameters C^2 + C (nn.Linear's bias included;
+    the ECA paper counts the C^2 weights). It is the closest prior-art relative of
+    DMB-conv's gate (also one C x C matrix on pooled features); it differs in where it
+    reads (the branch's output, not conv2's input), in the range (0, 1) instead of
+    (0, 2), and in having a static bias. (timm's ``SEModule`` makes the same choice with
+    ``rd_channels``; there "no bottleneck" keeps two layers, here it is one, as in ECA.)
+
     ``h`` is ignored; it is in the signature because every block gate gets both streams.
-    Parameters: 2 * C * r' + r' + C with r' the bottleneck width.
     """
 
-    def __init__(self, channels: int, reduction: int = 16) -> None:
+    def __init__(self, channels: int, reduction: int | None = 16) -> None:
         super().__init__()
         _check_positive("channels", channels)
-        _check_positive("reduction", reduction)
-        hidden = max(1, channels // reduction)
-        self.channels = channels
-        self.fc1 = nn.Linear(channels, hidden)
-        self.fc2 = nn.Linear(hidden, channels)
+        self.channels, self.reduction = channels, reduction
+        if reduction is None:
+            self.fc = nn.Linear(channels, channels)
+        else:
+            _check_positive("reduction", reduction)
+            hidden = max(1, channels // reduction)
+            self.fc1 = nn.Linear(channels, hidden)
+            self.fc2 = nn.Linear(hidden, channels)
+
+    def excitation(self, s: torch.Tensor) -> torch.Tensor:
+        """The gate's logits from the pooled branch ``s`` (batch x C)."""
+        if self.reduction is None:
+            return self.fc(s)
+        return self.fc2(torch.relu(self.fc1(s)))
 
     def forward(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        m = torch.sigmoid(self.fc2(torch.relu(self.fc1(_pool(delta)))))
+        m = torch.sigmoid(self.excitation(_pool(delta)))
         self.emit(m, None)
         return _scale(delta, m)
 
-
-class SEVar3(GateEmitter):
-    """ECA-Net's "SE-Var3": one full C x C linear layer on GAP(delta), then a sigmoid.
-
-    ``gate(h, delta) = delta * sigmoid(W GAP(delta) + b)``. No bottleneck, so it is the
-    closest prior-art relative of DMB-conv's gate (also one C x C matrix on pooled
-    features); it differs in where it reads (the branch's output, not conv2's input), in
-    the range (0, 1) instead of (0, 2), and in having a static bias. Parameters: C^2 + C
-    (nn.Linear's bias included; the ECA paper counts the C^2 weights).
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        _check_positive("channels", channels)
-        self.channels = channels
-        self.fc = nn.Linear(channels, channels)
-
-    def forward(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        m = torch.sigmoid(self.fc(_pool(delta)))
-        self.emit(m, None)
-        return _scale(delta, m)
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, reduction={self.reduction}"
 
 
 class QueryKeyGate(GateEmitter):
@@ -232,8 +225,8 @@ def se(reduction: int = 16) -> Modulator:
 
 @register("se_var3")
 def se_var3() -> Modulator:
-    """ECA-Net's SE-Var3: one C x C linear layer and a sigmoid on the residual branch."""
-    return Modulator("se_var3", gate=SEVar3)
+    """ECA-Net's SE-Var3: squeeze-and-excitation without a bottleneck (one C x C layer)."""
+    return Modulator("se_var3", gate=lambda p: SqueezeExcite(p, reduction=None))
 
 
 @register("qk")

@@ -1,4 +1,4 @@
-"""Shared fixtures: the book is built once per test session and reused by every test."""
+"""Shared fixtures: the book, built once per test session and reused by every test; randomize."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from notebook_runner import BUILD, CHAPTER_ENV, HTML, REPO, BookBuild, record_time
+
 
 @pytest.fixture(scope="session")
 def book_build() -> BookBuild:
@@ -41,3 +43,18 @@ def built_html(book_build: BookBuild) -> Path:
     if book_build.returncode != 0:
         pytest.fail(f"jupyter-book build failed (exit {book_build.returncode}); see _build/book_build.log")
     return book_build.html
+
+
+@pytest.fixture
+def randomize():
+    """``randomize(module, seed=0)``: random normal values in every parameter of ``module``
+    (returned). Bias banks start at zero and would hide terms of a formula under test."""
+
+    def fill(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+        return module
+
+    return fill

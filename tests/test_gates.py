@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from abn.gates import gated_layers, record_gates
-from abn.models import resnet_dmb, resnet_s
+from abn.models import MODELS, build_model, resnet_dmb, resnet_s
+
+GATED = [n for n in MODELS if n not in ("resnet_s", "resnet_s_wide")]
 
 
 def trained_looking(model):
@@ -17,16 +19,24 @@ def trained_looking(model):
     return model.eval()
 
 
-def test_recording_leaves_outputs_bit_identical():
-    model = trained_looking(resnet_dmb(width=0.25))
-    x = torch.randn(6, 3, 32, 32)
+@pytest.mark.parametrize("name", GATED)
+def test_recording_leaves_outputs_bit_identical(name):
+    """Every gated variant: the same logits with and without a recorder, one entry per
+    gated layer, m in (0, 2), alpha exactly where there is a bias bank."""
+    model = trained_looking(build_model(name, width=0.125))
+    x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         plain = model(x)
         with record_gates(model) as gates:
             recorded = model(x)
         after = model(x)
     assert torch.equal(plain, recorded) and torch.equal(plain, after)
-    assert list(gates) == list(gated_layers(model))
+    assert len(gates) == 6 and list(gates) == list(gated_layers(model))
+    for layer in gates.values():
+        m = layer.modulation
+        assert m.shape[0] == 3 and ((m > 0) & (m < 2)).all()
+    has_bank = name in ("resnet_dmb", "resnet_dmb_k1", "resnet_dmb_k8")
+    assert bool(gates.weights()) == has_bank
 
 
 def test_recorded_values():

@@ -6,14 +6,6 @@ import torch
 from abn.layers import DynamicModulatedConv2d, DynamicMultiBiasLinear
 
 
-def randomize(module: torch.nn.Module, seed: int = 0) -> None:
-    """Give every parameter random values, the bias bank included (it starts at zero)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
-
-
 def dmb_formula(x, W, G, g, B):
     """y = x W^T + softmax(x G^T + g) B^T, written out with explicit sums."""
     logits = torch.einsum("bi,ki->bk", x, G) + g
@@ -22,7 +14,7 @@ def dmb_formula(x, W, G, g, B):
     return torch.einsum("bi,oi->bo", x, W) + torch.einsum("bk,ok->bo", alpha, B)
 
 
-def test_dmb_linear_equals_formula():
+def test_dmb_linear_equals_formula(randomize):
     layer = DynamicMultiBiasLinear(7, 5, num_biases=3).double()
     randomize(layer)
     assert layer.bias_bank.abs().min() > 0  # a zero bank would hide a wrong mixing term
@@ -48,7 +40,7 @@ def test_mixing_weights_are_a_distribution_shared_by_all_outputs():
     torch.testing.assert_close(alpha.sum(dim=1), torch.ones(3))
 
 
-def test_modulated_conv_equals_formula():
+def test_modulated_conv_equals_formula(randomize):
     layer = DynamicModulatedConv2d(3, 6, 3, num_biases=4, padding=1).double()
     randomize(layer, seed=1)
     x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
@@ -67,7 +59,7 @@ def test_modulated_conv_keeps_conv_bias_and_kwargs():
     assert DynamicModulatedConv2d(4, 8, 3, bias=False).bias is None
 
 
-def test_gradcheck():
+def test_gradcheck(randomize):
     lin = DynamicMultiBiasLinear(4, 3, num_biases=2).double()
     randomize(lin, seed=2)
     x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
