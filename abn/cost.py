@@ -17,28 +17,18 @@ costs C_in * C_out * k^2 * H * W MACs).
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
+from contextlib import ExitStack
 
 import torch
 from torch import nn
+from torch.utils.benchmark import Measurement, Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 from abn.gates import gated_layers
+from abn.models import evaluating
 
 InputSize = tuple[int, ...]
-
-
-@contextmanager
-def _evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode for the block; its previous mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _example(model: nn.Module, input_size: InputSize) -> torch.Tensor:
@@ -50,7 +40,7 @@ def _example(model: nn.Module, input_size: InputSize) -> torch.Tensor:
 
 
 def _flop_counts(model: nn.Module, input_size: InputSize) -> FlopCounterMode:
-    with _evaluating(model), torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with evaluating(model), torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(_example(model, input_size))
     return counter
 
@@ -89,7 +79,7 @@ def gate_multiplies(model: nn.Module, input_size: InputSize = (1, 3, 32, 32)) ->
 
     handles = [mod.register_forward_hook(hook) for mod in gated_layers(model).values()]
     try:
-        with _evaluating(model), torch.inference_mode():
+        with evaluating(model), torch.inference_mode():
             model(_example(model, input_size))
     finally:
         for handle in handles:
@@ -109,10 +99,13 @@ def _check_latency_args(models: list[nn.Module], batch_size: int, repeats: int, 
             raise ValueError("cpu_latency times a model on the CPU; move it there with model.cpu().")
 
 
-def _summary(times: list[float], batch_size: int, threads: int) -> dict[str, float]:
-    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
-    return {"median_ms": median, "q1_ms": q1, "q3_ms": q3, "iqr_ms": q3 - q1,
-            "per_image_ms": median / batch_size, "batch_size": batch_size,
+def _summary(passes: list[Measurement], batch_size: int, threads: int) -> dict[str, float]:
+    """Median, quartiles and IQR (ms) of one model's timed passes, merged into one Measurement."""
+    merged = Measurement.merge(passes)[0]
+    times = [1e3 * t for t in merged.times]
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+    return {"median_ms": 1e3 * merged.median, "q1_ms": q1, "q3_ms": q3, "iqr_ms": 1e3 * merged.iqr,
+            "per_image_ms": 1e3 * merged.median / batch_size, "batch_size": batch_size,
             "repeats": len(times), "threads": threads}
 
 
@@ -123,28 +116,28 @@ def compare_cpu_latency(models: Mapping[str, nn.Module], batch_size: int = 1, re
     pass 2 of every model, and so on. On a shared machine a burst of load from elsewhere
     then slows all models alike instead of whichever happened to be running.
     Returns ``{name: cpu_latency-style dict}``.
+
+    Each pass is one ``torch.utils.benchmark.Timer.timeit(1)``: the Timer sets the thread
+    count (and restores it), and runs two untimed passes of the same model right before
+    the timed one, so every timed pass starts with that model's weights in the caches.
     """
     _check_latency_args(list(models.values()), batch_size, repeats, warmup, threads)
     x = torch.zeros((batch_size, *image_size))
-    times: dict[str, list[float]] = {name: [] for name in models}
-    saved_threads = torch.get_num_threads()
+    used_threads = torch.get_num_threads() if threads is None else threads
+    timers = {name: Timer("model(x)", globals={"model": model, "x": x}, num_threads=used_threads,
+                          description=name) for name, model in models.items()}
+    passes: dict[str, list[Measurement]] = {name: [] for name in models}
     with ExitStack() as stack:
         for model in models.values():
-            stack.enter_context(_evaluating(model))
+            stack.enter_context(evaluating(model))
         stack.enter_context(torch.inference_mode())
-        stack.callback(torch.set_num_threads, saved_threads)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        used_threads = torch.get_num_threads()
-        for model in models.values():
-            for _ in range(warmup):
-                model(x)
+        for timer in timers.values():
+            if warmup:
+                timer.timeit(warmup)
         for _ in range(repeats):
-            for name, model in models.items():
-                start = time.perf_counter()
-                model(x)
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: _summary(t, batch_size, used_threads) for name, t in times.items()}
+            for name, timer in timers.items():
+                passes[name].append(timer.timeit(1))
+    return {name: _summary(p, batch_size, used_threads) for name, p in passes.items()}
 
 
 def cpu_latency(model: nn.Module, batch_size: int = 1, repeats: int = 30, warmup: int = 5,

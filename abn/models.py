@@ -12,10 +12,10 @@ takes); ``python -m abn.models`` prints each one's parameter count.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import argparse
 import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,11 @@ from abn.modulators import Modulator, conv3x3
 STAGE_WIDTHS = (64, 128, 256)
 STAGE_STRIDES = (1, 2, 2)
 BLOCKS_PER_STAGE = 2
+
+
+def stage_widths(width: float) -> tuple[int, ...]:
+    """The integer stage widths a width multiplier gives (at least one channel each)."""
+    return tuple(max(1, round(w * width)) for w in STAGE_WIDTHS)
 
 
 class BasicBlock(nn.Module):
@@ -63,7 +68,7 @@ class ResNet(nn.Module):
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}.")
         modulator = modulator or modulators.get("none")
-        widths = [max(1, round(w * width)) for w in STAGE_WIDTHS]
+        widths = stage_widths(width)
         self.width, self.modulator_name = width, modulator.name
         self.stem = nn.Sequential(conv3x3(3, widths[0]), nn.BatchNorm2d(widths[0]), nn.ReLU())
         stages, in_planes = [], widths[0]
@@ -115,11 +120,6 @@ def resnet_se_var3(width: float = 1.0, num_classes: int = 10) -> ResNet:
 def resnet_qk(width: float = 1.0, num_classes: int = 10) -> ResNet:
     """The PNN query-key gate between shortcut and residual branch in every block."""
     return ResNet(width, modulators.get("qk"), num_classes)
-
-
-def stage_widths(width: float) -> tuple[int, ...]:
-    """The integer stage widths a width multiplier gives (as :class:`ResNet` rounds them)."""
-    return tuple(max(1, round(w * width)) for w in STAGE_WIDTHS)
 
 
 def plain_parameter_count(widths: tuple[int, ...], num_classes: int = 10) -> int:
@@ -190,6 +190,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block; its previous mode is restored afterwards
+    (also when the block raises), so a caller's training run is never left in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def parameter_table(width: float = 1.0) -> list[dict]:
     """Every model of :data:`MODELS` at ``width``: name, variant, parameters, and the
     difference to ResNet-S. Built on the meta device, so it is instant even at width 1."""
@@ -205,8 +217,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m abn.models", description=main.__doc__)
     p.add_argument("--width", type=float, default=1.0, help="width multiplier (1 = the paper's nets)")
     args = p.parse_args(argv)
+    try:
+        table = parameter_table(args.width)
+    except ValueError as err:  # a width <= 0: one line, exit status 2
+        p.error(str(err))
     print(f"{'model':<16}{'variant':<22}{'parameters':>12}{'vs resnet_s':>14}")
-    for row in parameter_table(args.width):
+    for row in table:
         print(f"{row['model']:<16}{row['variant']:<22}{row['params']:>12,}{row['extra']:>+14,}")
 
 
