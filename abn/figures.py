@@ -1,36 +1,27 @@
-"""What the gates of a trained model do: statistics, plotly figures, a live explorer.
+"""Drawing only: the figures and tables the chapters show, from numbers computed elsewhere.
 
-Two layers, kept apart so that tests can check numbers and chapters can draw them:
-
-* :func:`gate_statistics` runs a model over a set of images inside
-  :func:`abn.gates.record_gates` and returns a :class:`GateStats`: per gated layer the
-  modulation m (images x channels) and the bias-bank weights alpha (images x K), and
-  what follows from them (class means, the entropy of alpha, a summary table, the
-  channels each class turns down most). Tensors and DataFrames only, no drawing.
-* The figure builders turn a :class:`GateStats` into plotly figures whose sliders and
-  dropdowns work in the static book (plotly controls compute in the browser; ipywidgets
-  need a kernel). :func:`explorer` is the live counterpart for Jupyter and Colab:
-  ipywidgets controls redrawing a matplotlib figure.
+* Gates: the builders turn a :class:`abn.gate_stats.GateStats` into plotly figures whose
+  sliders and dropdowns work in the static book (plotly controls compute in the browser;
+  ipywidgets need a kernel). :func:`explorer` is the live counterpart for Jupyter and
+  Colab: ipywidgets controls redrawing a matplotlib figure.
+* Results over seeds (:mod:`abn.stats`): :func:`seed_plot` and :func:`styled_table`.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import math
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
-from torch import nn
 
-from abn.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES
-from abn.gates import record_gates
+from abn.gate_stats import HIGH, LOW, GateStats
+from abn.stats import group_runs
 
-LOW, HIGH = 0.5, 1.5  # a channel is "turned down" below LOW and "turned up" above HIGH
 M_COLORS = "RdBu_r"  # blue: turned down, white: m = 1, red: turned up
 
 
@@ -39,131 +30,9 @@ def short_name(layer: str) -> str:
     return layer.removesuffix(".conv2")
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (N x 3 x H x W) -> float32, normalised as in training."""
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1) * 255
-    return (images.float() - mean) / std
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Undo :func:`normalize` (for display); uint8 input is returned as it is."""
-    if images.dtype == torch.uint8:
-        return images
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1) * 255
-    return (images.float().cpu() * std + mean).round().clamp(0, 255).to(torch.uint8)
-
-
-def entropy(p: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy (nats) of each row of a probability matrix; 0 log 0 = 0."""
-    return -(p * p.clamp_min(1e-12).log()).sum(dim=-1)
-
-
-@dataclass
-class GateStats:
-    """The gates of a model on a set of images (all tensors on the CPU, float32).
-
-    ``m[layer]`` is images x channels, ``alpha[layer]`` images x K, ``class_mean[layer]``
-    classes x channels (NaN for a class with no images), ``alpha_entropy[layer]`` the
-    entropy of each image's alpha divided by log K (1: uniform mixing, 0: one bank entry).
-    ``summary`` has one row per layer (see :func:`summarize`).
-    """
-
-    layers: list[str]
-    m: dict[str, torch.Tensor]
-    alpha: dict[str, torch.Tensor]
-    images: torch.Tensor  # uint8, for display
-    labels: torch.Tensor
-    preds: torch.Tensor
-    classes: tuple[str, ...]
-    class_mean: dict[str, torch.Tensor]
-    alpha_entropy: dict[str, torch.Tensor]
-    summary: pd.DataFrame
-
-    @property
-    def accuracy(self) -> float:
-        """Top-1 accuracy (%) of the model on these images."""
-        return 100.0 * (self.preds == self.labels).float().mean().item()
-
-    def suppressed(self, k: int = 3) -> pd.DataFrame:
-        """For each class and layer, the ``k`` channels whose mean m falls furthest below
-        their mean over all images (the channels this class turns down most).
-
-        Columns: class, layer, channel, class_m (mean m over the class), all_m (mean m over
-        all images), diff = class_m - all_m (negative: turned down for this class).
-        """
-        rows = []
-        for layer in self.layers:
-            all_m = self.m[layer].mean(dim=0)
-            diff = self.class_mean[layer] - all_m
-            for c, name in enumerate(self.classes):
-                if torch.isnan(diff[c]).all():
-                    continue
-                for ch in torch.argsort(diff[c])[:k].tolist():
-                    rows.append(dict(**{"class": name}, layer=layer, channel=ch,
-                                     class_m=self.class_mean[layer][c, ch].item(),
-                                     all_m=all_m[ch].item(), diff=diff[c, ch].item()))
-        return pd.DataFrame(rows)
-
-
-def summarize(m: dict[str, torch.Tensor], alpha: dict[str, torch.Tensor]) -> pd.DataFrame:
-    """One row per layer: how far m strays from 1 and how decisive alpha is.
-
-    ``image_std`` is the standard deviation of a channel's m over images, averaged over
-    channels: near 0, the gate is a fixed per-channel scale; larger, it depends on the input.
-    """
-    rows = []
-    for layer, mm in m.items():
-        a = alpha[layer]
-        k = a.shape[1]
-        rows.append(dict(
-            layer=layer, channels=mm.shape[1], K=k,
-            mean_m=mm.mean().item(), mean_abs_dev=(mm - 1).abs().mean().item(),
-            share_below=(mm < LOW).float().mean().item(), share_above=(mm > HIGH).float().mean().item(),
-            min_m=mm.min().item(), max_m=mm.max().item(),
-            image_std=mm.std(dim=0).mean().item() if len(mm) > 1 else 0.0,
-            alpha_entropy=(entropy(a) / math.log(k)).mean().item() if k > 1 else 0.0,
-            alpha_max=a.max(dim=1).values.mean().item()))
-    return pd.DataFrame(rows).set_index("layer")
-
-
-@torch.no_grad()
-def gate_statistics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                    batch_size: int = 500, classes: tuple[str, ...] = CLASSES) -> GateStats:
-    """Run ``model`` (in eval mode) over ``images`` and collect what its gates did.
-
-    ``images`` are uint8 (N x 3 x 32 x 32, normalised here as in training) or float
-    tensors already normalised. The model runs on its own device, in batches; its
-    training mode is restored afterwards. Recording does not change the predictions.
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    preds = []
-    try:
-        with record_gates(model) as record:
-            for start in range(0, len(images), batch_size):
-                x = images[start:start + batch_size]
-                x = normalize(x) if x.dtype == torch.uint8 else x.float()
-                preds.append(model(x.to(device)).argmax(dim=1).cpu())
-    finally:
-        model.train(was_training)
-    m, alpha = record.modulation(), record.weights()
-    layers = list(m)
-    labels = labels.cpu()
-    onehot = torch.nn.functional.one_hot(labels, len(classes)).float()  # N x classes
-    counts = onehot.sum(dim=0)[:, None]
-    class_mean = {n: torch.where(counts > 0, onehot.T @ m[n] / counts.clamp_min(1), torch.nan) for n in layers}
-    alpha_entropy = {n: entropy(a) / math.log(a.shape[1]) if a.shape[1] > 1 else torch.zeros(len(a))
-                     for n, a in alpha.items()}
-    return GateStats(layers, m, alpha, to_uint8(images.cpu()), labels, torch.cat(preds), tuple(classes),
-                     class_mean, alpha_entropy, summarize(m, alpha))
-
-
 # ---------------------------------------------------------------- plotly figures
 
-def _json(a: torch.Tensor | np.ndarray, decimals: int = 3) -> list:
+def _rounded(a: torch.Tensor | np.ndarray, decimals: int = 3) -> list:
     """A rounded nested list with None for NaN: small in the HTML, valid JSON."""
     a = np.round(np.asarray(a, dtype=np.float64), decimals)
     return np.where(np.isnan(a), None, a).tolist()
@@ -215,16 +84,16 @@ def image_figure(stats: GateStats, indices: list[int], title_suffix: str = "") -
     fig.add_layout_image(source=png_uri(stats.images[first]), xref="x", yref="y", x=0, y=h,
                          sizex=w, sizey=h, sizing="stretch", layer="below")
     fig.add_trace(go.Heatmap(
-        z=_json(modulation_matrix(stats, first)), y=names, zmin=0, zmax=2, zmid=1, colorscale=M_COLORS,
+        z=_rounded(modulation_matrix(stats, first)), y=names, zmin=0, zmax=2, zmid=1, colorscale=M_COLORS,
         colorbar=dict(title="m", len=0.9), hovertemplate="%{y}, channel %{x}: m = %{z:.2f}<extra></extra>"),
         1, 2)
     k = stats.alpha[stats.layers[0]].shape[1]
     fig.add_trace(go.Heatmap(
-        z=_json(alpha_matrix(stats, first), 2), y=names, x=[f"α{j + 1}" for j in range(k)], zmin=0, zmax=1,
+        z=_rounded(alpha_matrix(stats, first), 2), y=names, x=[f"α{j + 1}" for j in range(k)], zmin=0, zmax=1,
         colorscale="Greens", showscale=False, texttemplate="%{z:.2f}", textfont_size=10,
         hovertemplate="%{y}, %{x} = %{z:.2f}<extra></extra>"), 1, 3)
     steps = [dict(method="update", label=str(i),
-                  args=[{"z": [_json(modulation_matrix(stats, i)), _json(alpha_matrix(stats, i), 2)]},
+                  args=[{"z": [_rounded(modulation_matrix(stats, i)), _rounded(alpha_matrix(stats, i), 2)]},
                         {"title.text": _image_title(stats, i) + title_suffix,
                          "images[0].source": png_uri(stats.images[i])}])
              for i in indices]
@@ -248,11 +117,11 @@ def class_figure(stats: GateStats) -> go.Figure:
         cm = stats.class_mean[n]
         diff = cm - stats.m[n].mean(dim=0)
         span = max(float(torch.nan_to_num(diff).abs().max()), 1e-3)
-        traces.append(go.Heatmap(z=_json(cm), y=list(stats.classes), zmin=0, zmax=2, zmid=1,
+        traces.append(go.Heatmap(z=_rounded(cm), y=list(stats.classes), zmin=0, zmax=2, zmid=1,
                                  colorscale=M_COLORS, colorbar=dict(title="mean m"),
                                  hovertemplate="%{y}, channel %{x}: mean m = %{z:.3f}<extra></extra>"))
         labels.append((f"{short_name(n)}: mean m", f"Mean modulation per class, {short_name(n)}"))
-        traces.append(go.Heatmap(z=_json(diff), y=list(stats.classes), zmin=-span, zmax=span, zmid=0,
+        traces.append(go.Heatmap(z=_rounded(diff), y=list(stats.classes), zmin=-span, zmax=span, zmid=0,
                                  colorscale=M_COLORS, colorbar=dict(title="difference"),
                                  hovertemplate="%{y}, channel %{x}: %{z:+.3f}<extra></extra>"))
         labels.append((f"{short_name(n)}: minus all-image mean",
@@ -280,14 +149,14 @@ def distribution_figure(stats: GateStats, bins: int = 40) -> go.Figure:
     centres = ((edges[1:] + edges[:-1]) / 2).tolist()
     for n, name in zip(stats.layers, names):
         hist = torch.histc(stats.m[n].flatten(), bins=bins, min=0, max=2)
-        fig.add_scatter(x=centres, y=_json(100 * hist / hist.sum(), 2), mode="lines", name=name,
+        fig.add_scatter(x=centres, y=_rounded(100 * hist / hist.sum(), 2), mode="lines", name=name,
                         line_shape="hvh", row=1, col=1)
     for x in (LOW, 1.0, HIGH):
         fig.add_vline(x=x, line=dict(color="grey", width=1, dash="dot"), row=1, col=1)
     s = stats.summary
-    fig.add_bar(x=names, y=_json(100 * s["share_below"], 2), name=f"m < {LOW}", marker_color="#2166ac",
+    fig.add_bar(x=names, y=_rounded(100 * s["share_below"], 2), name=f"m < {LOW}", marker_color="#2166ac",
                 row=1, col=2)
-    fig.add_bar(x=names, y=_json(100 * s["share_above"], 2), name=f"m > {HIGH}", marker_color="#b2182b",
+    fig.add_bar(x=names, y=_rounded(100 * s["share_above"], 2), name=f"m > {HIGH}", marker_color="#b2182b",
                 row=1, col=2)
     fig.update_xaxes(title_text="m", range=[0, 2], row=1, col=1)
     fig.update_yaxes(title_text="% of values", row=1, col=1)
@@ -307,9 +176,9 @@ def entropy_figure(stats: GateStats) -> go.Figure:
         v = [values[n] for n in stats.layers]
         mean = torch.stack([x.mean() for x in v])
         q = torch.stack([torch.quantile(x, torch.tensor([0.1, 0.9])) for x in v])
-        fig.add_bar(x=names, y=_json(mean), name=label,
-                    error_y=dict(type="data", symmetric=False, array=_json(q[:, 1] - mean),
-                                 arrayminus=_json(mean - q[:, 0])))
+        fig.add_bar(x=names, y=_rounded(mean), name=label,
+                    error_y=dict(type="data", symmetric=False, array=_rounded(q[:, 1] - mean),
+                                 arrayminus=_rounded(mean - q[:, 0])))
     k = stats.alpha[stats.layers[0]].shape[1]
     fig.add_hline(y=1 / k, line=dict(color="grey", dash="dot"), annotation_text=f"1/K = {1 / k:.2f}")
     fig.update_layout(barmode="group", height=380, yaxis=dict(range=[0, 1.05]),
@@ -327,9 +196,9 @@ def suppressed_figure(stats: GateStats, k: int = 3) -> go.Figure:
         rows = table[table["class"] == c]
         # a two-level axis: the layer below, the channel above
         x = [[short_name(n) for n in rows["layer"]], [f"ch {ch}" for ch in rows["channel"]]]
-        fig.add_bar(x=x, y=_json(rows["class_m"]), name=f"mean m, {c}", marker_color="#2166ac",
+        fig.add_bar(x=x, y=_rounded(rows["class_m"]), name=f"mean m, {c}", marker_color="#2166ac",
                     visible=c == present[0])
-        fig.add_scatter(x=x, y=_json(rows["all_m"]), mode="markers", name="mean m, all images",
+        fig.add_scatter(x=x, y=_rounded(rows["all_m"]), mode="markers", name="mean m, all images",
                         marker=dict(symbol="diamond", size=10, color="black"), visible=c == present[0])
     buttons = [dict(label=c, method="update",
                     args=[{"visible": [j // 2 == i for j in range(2 * len(present))]},
@@ -422,3 +291,29 @@ def explorer(stats: GateStats):
         layer=widgets.Dropdown(options=[(short_name(n), n) for n in stats.layers], description="layer"),
         statistic=widgets.Dropdown(options=STATISTICS, description="statistic"),
     )
+
+
+# ---------------------------------------------------------------- results over seeds
+
+def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: str | None = None) -> go.Figure:
+    """Every seed's accuracy per variant (points over a box), hover shows the seed; one
+    box per group of :func:`abn.stats.group_runs` (a variant in one setup)."""
+    groups = group_runs(results)
+    several = len({setup for setup, _ in groups}) > 1
+    fig = go.Figure()
+    for (setup, name), seeds in groups.items():
+        ss = sorted(seeds)
+        label = f"{name} ({setup.protocol}, {setup.epochs} ep, w {setup.width:g})" if several else name
+        fig.add_trace(go.Box(y=[seeds[s][metric] for s in ss], name=label, boxpoints="all",
+                             jitter=0.4, pointpos=0, customdata=ss, showlegend=False,
+                             hovertemplate="%{x}<br>seed %{customdata}: %{y:.2f}%<extra></extra>"))
+    fig.update_layout(title=title or f"{metric} per seed", yaxis_title="accuracy (%)", height=430)
+    return fig
+
+
+def styled_table(table: pd.DataFrame, caption: str):
+    """:func:`abn.stats.comparison_table` for reading: two decimals, thousands separators
+    for parameters and images/s, a dash for what is missing, a caption."""
+    fmt = {c: "{:.2f}" for c in table.columns if c not in ("params", "n")}
+    fmt.update({"params": "{:,}", "train images/s": "{:,.0f}"})
+    return table.style.format(fmt, na_rep="–").set_caption(caption)

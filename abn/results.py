@@ -1,16 +1,18 @@
-"""Read stored results (results/*.json) and summarise them for the chapters.
+"""Read and write stored results (results/*.json); every file abn writes goes through here.
 
 Training results are the JSON files ``python -m abn.train`` and ``python -m abn.sweep``
 write (``"kind": "train"``); benchmark results come from ``python -m abn.bench --out``
-(``"kind": "bench"``). The schema is documented in results/README.md.
+(``"kind": "bench"``). The schema is documented in results/README.md. Tables and
+statistics over results are :mod:`abn.stats`'s job.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-import pandas as pd
 
 from abn.provenance import REPO
 
@@ -24,8 +26,30 @@ class ResultError(ValueError):
     """A result file that cannot be used, with the file's name in the message."""
 
 
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write to; renamed over ``path`` when the block
+    ends without an error, deleted when it raises. An interrupted write (a crash, a
+    kill, a full disk) so never leaves half a file where a result or checkpoint was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(result: dict, path: str | Path) -> None:
+    """Write ``result`` atomically as pretty JSON."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def load_results(folder: str | Path = RESULTS, kind: str = "train", profile: str | None = None) -> list[dict]:
-    """Every result of ``kind`` in ``folder`` (sorted by file name), optionally of one profile."""
+    """Every result of ``kind`` in ``folder`` (sorted by file name), optionally of one
+    profile; [] when the folder does not exist."""
     if kind not in REQUIRED:
         raise ValueError(f"kind must be one of {sorted(REQUIRED)}, got {kind!r}.")
     found = []
@@ -44,30 +68,12 @@ def load_results(folder: str | Path = RESULTS, kind: str = "train", profile: str
     return found
 
 
-def runs_table(results: list[dict]) -> pd.DataFrame:
-    """One row per run: model, variant, seed, final/best test accuracy, validation, time."""
-    rows = [{"model": r["model"], "variant": r["variant"], "seed": r["seed"], "params": r["params"],
-             "final_test_acc": r["final_test_acc"], "best_test_acc": r["best_test_acc"],
-             "best_epoch": r.get("best_epoch"), "final_val_acc": r["final_val_acc"],
-             "wall_s": r.get("wall_s"), "train_images_per_s": r.get("train_images_per_s"),
-             "device": r["provenance"].get("device")} for r in results]
-    return pd.DataFrame(rows)
+def aggregate(results: list[dict]):
+    """Deprecated: :func:`abn.stats.summary_table` with ``model`` as a column. Kept only
+    because chapter 0 still imports it; remove once it calls abn.stats."""
+    from abn.stats import summary_table
 
-
-def aggregate(results: list[dict]) -> pd.DataFrame:
-    """Per model: n, mean and std (n-1) of final-epoch test accuracy, beside the paper-style
-    best-over-epochs mean, the validation mean, wall time and throughput."""
-    table = runs_table(results)
-    if table.empty:
-        return table
-    g = table.groupby("model", sort=False)
-    out = pd.DataFrame({
-        "variant": g["variant"].first(), "params": g["params"].first(), "n": g.size(),
-        "final_test_mean": g["final_test_acc"].mean(), "final_test_std": g["final_test_acc"].std(ddof=1),
-        "best_test_mean": g["best_test_acc"].mean(), "final_val_mean": g["final_val_acc"].mean(),
-        "wall_s_mean": g["wall_s"].mean(), "images_per_s_mean": g["train_images_per_s"].mean(),
-    })
-    return out.reset_index()
+    return summary_table(results).reset_index()
 
 
 def provenance_label(results: list[dict]) -> str:

@@ -16,8 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from abn import checkpoints, figures  # noqa: E402
+from abn.data import normalize  # noqa: E402
+from abn.gate_stats import HIGH, LOW, gate_statistics  # noqa: E402
 from abn.gates import gated_layers  # noqa: E402
-from abn.figures import HIGH, LOW, gate_statistics, normalize  # noqa: E402
 from abn.train import TrainConfig, train  # noqa: E402
 
 TINY = TrainConfig(model="resnet_dmb", width=0.125, epochs=1, train_subset=1000, val_size=0,

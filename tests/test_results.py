@@ -1,11 +1,13 @@
-"""Loading and aggregating results, on JSON files written by a real (tiny) sweep."""
+"""Reading and writing results; aggregating them (abn.stats) on JSON files written by a
+real (tiny) sweep."""
 
 import json
 import statistics
 
 import pytest
 
-from abn.results import ResultError, aggregate, load_results, provenance_label, runs_table
+from abn.results import ResultError, aggregate, atomic_path, load_results, provenance_label, write_json
+from abn.stats import summary_table
 from abn.sweep import sweep
 from abn.train import TrainConfig
 
@@ -32,9 +34,9 @@ def test_loads_every_run_and_ignores_other_json(folder):
         load_results(folder, kind="bench")
 
 
-def test_aggregate_matches_the_files(folder):
+def test_summary_table_matches_the_files(folder):
     runs = load_results(folder)
-    table = aggregate(runs).set_index("model")
+    table = summary_table(runs)
     for model in ("resnet_s", "resnet_dmb"):
         accs = [r["final_test_acc"] for r in runs if r["model"] == model]
         best = [r["best_test_acc"] for r in runs if r["model"] == model]
@@ -45,13 +47,30 @@ def test_aggregate_matches_the_files(folder):
         assert row["best_test_mean"] == pytest.approx(statistics.mean(best))
         assert row["best_test_mean"] >= row["final_test_mean"]
     assert table.loc["resnet_dmb", "params"] > table.loc["resnet_s", "params"]
-    assert len(runs_table(runs)) == 4
+    old = aggregate(runs)  # the deprecated name chapter 0 still uses: same numbers, model a column
+    assert list(old["model"]) == list(table.index) and list(old["n"]) == list(table["n"])
 
 
 def test_provenance_label(folder):
     label = provenance_label(load_results(folder))
     assert label.startswith("precomputed on cpu") and "commit" in label
     assert provenance_label([]) == "no precomputed results"
+
+
+def test_missing_folder_has_no_results(tmp_path):
+    assert load_results(tmp_path / "missing") == []
+
+
+def test_writes_are_atomic(tmp_path):
+    path = tmp_path / "sub" / "r.json"
+    write_json({"kind": "train", "a": 1}, path)
+    assert json.loads(path.read_text()) == {"kind": "train", "a": 1}
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half a fi")
+            raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"kind": "train", "a": 1}  # the old file, whole
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # and no temporary left
 
 
 def test_broken_file_is_named(tmp_path):

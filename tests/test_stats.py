@@ -1,76 +1,80 @@
-"""The statistics of chapter 8 against values computed by hand and from tables."""
+"""The statistics of chapter 8 against values computed by hand and from tables; the one
+grouping that keeps runs of different setups and variants apart."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 
-from abn import stats
+from abn import figures, stats
 
 
-@pytest.mark.parametrize("df, p, table", [
-    (1, 0.975, 12.706), (2, 0.975, 4.303), (4, 0.975, 2.776), (9, 0.975, 2.262),
-    (30, 0.975, 2.042), (4, 0.995, 4.604), (9, 0.95, 1.833), (1000, 0.975, 1.962),
+def fake(model, seed, test, val=None, best=None, protocol=None, **recipe):
+    """A result dict with the fields abn.train.result_record() writes that stats reads."""
+    r = {"kind": "train", "model": model, "variant": model, "seed": seed, "history": [],
+         "provenance": {"device": "cpu"}, "final_test_acc": test,
+         "final_val_acc": test - 1 if val is None else val,
+         "best_test_acc": test + 0.5 if best is None else best, "params": 10,
+         "train_images_per_s": 100.0 + seed, "wall_s": 5.0,
+         "profile": recipe.pop("profile", "quick"), "width": recipe.pop("width", 0.125),
+         "recipe": {"epochs": 2, "model_kwargs": {}, "train_subset": 1000, "val_size": 100,
+                    "test_subset": 500, **recipe}}
+    return r if protocol is None else r | {"protocol": protocol}
+
+
+S_ACC = [90.0, 90.4, 89.8, 90.2, 90.1]
+DMB_ACC = [90.1, 90.7, 89.6, 90.6, 90.3]  # differences 0.1, 0.3, -0.2, 0.4, 0.2
+RESULTS = ([fake("resnet_s", s, a) for s, a in enumerate(S_ACC)]
+           + [fake("resnet_dmb", s, a) for s, a in enumerate(DMB_ACC)])
+
+
+def pairs_with(differences):
+    """Results of resnet_s (all 90) and resnet_dmb (90 + d) over len(differences) seeds."""
+    return ([fake("resnet_s", s, 90.0) for s in range(len(differences))]
+            + [fake("resnet_dmb", s, 90.0 + d) for s, d in enumerate(differences)])
+
+
+@pytest.mark.parametrize("n, confidence, table", [
+    (2, 0.95, 12.706), (3, 0.95, 4.303), (5, 0.95, 2.776), (10, 0.95, 2.262),
+    (31, 0.95, 2.042), (5, 0.99, 4.604), (10, 0.90, 1.833),
 ])
-def test_t_quantile_matches_tables(df, p, table):
-    assert stats.t_quantile(p, df) == pytest.approx(table, abs=6e-4)
-    assert stats.t_quantile(1 - p, df) == pytest.approx(-table, abs=6e-4)
+def test_t_interval_uses_the_table_quantile(n, confidence, table):
+    """Half width / (s / sqrt(n)) is Student's t quantile t_{(1+c)/2, n-1}, from printed tables."""
+    diffs = np.random.default_rng(n).normal(0.3, 0.2, size=n)
+    d = stats.paired_difference(pairs_with(diffs), "resnet_dmb", confidence=confidence, n_boot=200)
+    sem = np.std(diffs, ddof=1) / math.sqrt(n)
+    assert (d.t.high - d.t.mean) / sem == pytest.approx(table, abs=6e-4)
+    assert (d.t.mean - d.t.low) / sem == pytest.approx(table, abs=6e-4)
 
 
-def test_t_cdf_closed_forms():
-    assert stats.t_cdf(0.0, 5) == pytest.approx(0.5)
-    for t in (-2.0, -0.3, 0.7, 3.0):  # df = 1 is the Cauchy distribution
-        assert stats.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
-    with pytest.raises(ValueError):
-        stats.t_quantile(1.0, 3)
-
-
-def test_t_interval_by_hand():
+def test_paired_difference_by_hand():
     """d = 0.1, 0.3, -0.2, 0.4, 0.2: mean 0.16, s^2 = 0.053, s = 0.230217;
     half width = 2.776445 * 0.230217 / sqrt(5) = 0.285850."""
-    iv = stats.t_interval([0.1, 0.3, -0.2, 0.4, 0.2])
-    assert iv.mean == pytest.approx(0.16)
-    assert (iv.low, iv.high) == pytest.approx((0.16 - 0.285850, 0.16 + 0.285850), abs=1e-5)
-    assert not iv.excludes_zero()
-    with pytest.raises(ValueError, match="at least 2"):
-        stats.t_interval([1.0])
+    d = stats.paired_difference(RESULTS, "resnet_dmb")
+    assert d.n == 5 and d.differences == pytest.approx((0.1, 0.3, -0.2, 0.4, 0.2))
+    assert d.t.mean == pytest.approx(0.16)
+    assert (d.t.low, d.t.high) == pytest.approx((0.16 - 0.285850, 0.16 + 0.285850), abs=1e-5)
+    assert not d.t.excludes_zero()
+    assert min(d.differences) <= d.bootstrap.low < d.bootstrap.high <= max(d.differences)
+    assert d.best_difference == pytest.approx(0.16)
 
 
 def test_bootstrap_is_seeded_and_close_to_t_on_a_normal_sample():
-    x = np.random.default_rng(0).normal(0.2, 1.0, size=200).tolist()
-    a, b = stats.bootstrap_interval(x, seed=3), stats.bootstrap_interval(x, seed=3)
-    assert a == b
-    assert stats.bootstrap_interval(x, seed=4) != a
-    t = stats.t_interval(x)
-    assert a.low == pytest.approx(t.low, abs=0.03) and a.high == pytest.approx(t.high, abs=0.03)
+    results = pairs_with(np.random.default_rng(0).normal(0.2, 1.0, size=200))
+    a, b = (stats.paired_difference(results, "resnet_dmb", seed=3) for _ in range(2))
+    assert a.bootstrap == b.bootstrap
+    assert stats.paired_difference(results, "resnet_dmb", seed=4).bootstrap != a.bootstrap
+    assert a.bootstrap.low == pytest.approx(a.t.low, abs=0.03)
+    assert a.bootstrap.high == pytest.approx(a.t.high, abs=0.03)
 
 
-def fake(model, seed, test, val=None, best=None, **kw):
-    """A result dict with the fields abn.train.summarize() writes that stats reads."""
-    return {"kind": "train", "model": model, "variant": model, "seed": seed, "history": [],
-            "provenance": {}, "final_test_acc": test,
-            "final_val_acc": test - 1 if val is None else val,
-            "best_test_acc": test + 0.5 if best is None else best, "params": 10,
-            "profile": "quick", "width": 0.125, "recipe": {"epochs": 2, "model_kwargs": {}, **kw}}
-
-
-RESULTS = ([fake("resnet_s", s, a) for s, a in enumerate([90.0, 90.4, 89.8, 90.2, 90.1])]
-           + [fake("resnet_dmb", s, a) for s, a in enumerate([90.1, 90.7, 89.6, 90.6, 90.3])])
-
-
-def test_summary_and_paired_difference():
-    summary = {s.variant: s for s in stats.summarize(RESULTS)}
+def test_variant_summaries():
+    summary = {s.variant: s for s in stats.variant_summaries(RESULTS)}
     s = summary["resnet_s"]
     assert (s.n, s.seeds) == (5, (0, 1, 2, 3, 4))
-    assert s.mean == pytest.approx(90.1)
-    assert s.std == pytest.approx(np.std([90.0, 90.4, 89.8, 90.2, 90.1], ddof=1))
+    assert s.mean == pytest.approx(90.1) and s.std == pytest.approx(np.std(S_ACC, ddof=1))
     assert s.best_mean == pytest.approx(90.6) and s.val_mean == pytest.approx(89.1)
-    d = stats.paired_difference(RESULTS, "resnet_dmb")
-    assert d.differences == pytest.approx((0.1, 0.3, -0.2, 0.4, 0.2))
-    assert (d.t.low, d.t.high) == pytest.approx((0.16 - 0.285850, 0.16 + 0.285850), abs=1e-5)
-    assert d.bootstrap.low >= min(d.differences) and d.bootstrap.high <= max(d.differences)
-    assert d.best_difference == pytest.approx(0.16)
+    assert s.images_per_s_mean == pytest.approx(102.0) and s.setup.protocol == "honest"
 
 
 def test_pairing_uses_shared_seeds_only():
@@ -81,27 +85,82 @@ def test_pairing_uses_shared_seeds_only():
                                  fake("resnet_qk", 1, 91)], "resnet_qk")
 
 
+@pytest.mark.parametrize("change", [
+    {"protocol": "paper"}, {"model_kwargs": {"num_biases": 8}}, {"width": 0.25}, {"epochs": 15},
+    {"profile": "full"}, {"train_subset": 2000}, {"val_size": 0}, {"test_subset": 1000},
+])
+def test_runs_pool_only_within_one_variant_and_setup(change):
+    """Same model and seed, one setup field or a model kwarg changed: a separate group,
+    never pooled (and never 'the same seed twice')."""
+    other = [fake("resnet_dmb", s, 80.0, **change) for s in range(5)]
+    groups = stats.group_runs(RESULTS + other)
+    assert len(groups) == 3 and all(len(seeds) == 5 for seeds in groups.values())
+    table = stats.summary_table(RESULTS + other)
+    assert len(table) == 3 and sorted(table["final_test_mean"].round(2)) == [80.0, 90.1, 90.26]
+    if "model_kwargs" in change:  # same setup, another variant: K = 8 is its own row
+        assert stats.paired_difference(RESULTS + other, "resnet_dmb(num_biases=8)").t.mean == pytest.approx(80 - 90.1)
+    else:
+        with pytest.raises(ValueError, match="2 setups"):  # which setup? the caller must say
+            stats.paired_difference(RESULTS + other, "resnet_dmb")
+
+
+def test_protocol_defaults_to_honest():
+    assert stats.setup_of(fake("resnet_s", 0, 90.0)).protocol == "honest"
+    assert stats.setup_of(fake("resnet_s", 0, 90.0, protocol="paper")).protocol == "paper"
+    mixed = RESULTS + [fake("resnet_s", s, a, protocol="honest") for s, a in enumerate(S_ACC)]
+    with pytest.raises(ValueError, match="two results for resnet_s with seed 0"):
+        stats.group_runs(mixed)  # "honest" written out pools with "honest" by default
+
+
+def test_comparison_table_keeps_setups_apart():
+    paper = [fake(m, s, a + 1, protocol="paper") for m, accs in (("resnet_s", S_ACC), ("resnet_dmb", DMB_ACC))
+             for s, a in enumerate(accs)]
+    table = stats.comparison_table(RESULTS + paper)
+    assert table.index.names == ["protocol", "variant"]
+    assert table.loc[("paper", "resnet_dmb"), "Δ vs resnet_s"] == pytest.approx(0.16)
+    assert table.loc[("honest", "resnet_s"), "mean"] == pytest.approx(90.1)
+    assert table.loc[("paper", "resnet_s"), "mean"] == pytest.approx(91.1)
+
+
 def test_table_selection_and_guards():
     table = stats.comparison_table(RESULTS)
     assert list(table.index) == ["resnet_s", "resnet_dmb"]
     assert math.isnan(table.loc["resnet_s", "Δ vs resnet_s"])
     assert table.loc["resnet_dmb", "Δ vs resnet_s"] == pytest.approx(0.16)
+    assert table.loc["resnet_dmb", "train images/s"] == pytest.approx(102.0)
     assert stats.select_by_validation(RESULTS).variant == "resnet_dmb"
     with pytest.raises(ValueError, match="two results"):
-        stats.summarize(RESULTS + [fake("resnet_s", 0, 1.0)])
-    with pytest.raises(ValueError, match="different setups"):
-        stats.summarize(RESULTS + [fake("resnet_qk", 0, 1.0, epochs=15)])
+        stats.variant_summaries(RESULTS + [fake("resnet_s", 0, 1.0)])
+    with pytest.raises(ValueError, match="no results"):
+        stats.variant_summaries([])
     k8 = fake("resnet_dmb", 0, 90.0, model_kwargs={"num_biases": 8})
-    assert stats.label(k8) == "resnet_dmb(num_biases=8)"
+    assert stats.variant_label(k8) == "resnet_dmb(num_biases=8)"
 
 
-def test_seed_plot_and_load(tmp_path):
-    fig = stats.seed_plot(RESULTS)
+def test_summary_table_matches_the_runs():
+    table = stats.summary_table(RESULTS)
+    assert table.index.name == "model" and list(table.index) == ["resnet_s", "resnet_dmb"]
+    row = table.loc["resnet_dmb"]
+    assert row["n"] == 5 and row["final_test_mean"] == pytest.approx(np.mean(DMB_ACC))
+    assert row["final_test_std"] == pytest.approx(np.std(DMB_ACC, ddof=1))
+    assert row["best_test_mean"] == pytest.approx(np.mean(DMB_ACC) + 0.5)
+
+
+def test_best_epoch_gain_and_conclusions():
+    assert stats.best_epoch_gain(RESULTS) == pytest.approx(0.5)
+    text = stats.conclusions(RESULTS, "test study")
+    assert "In the test study, ResNet-S's final test accuracy is 90.10%" in text
+    assert "+0.16 points, 95% t-interval [-0.13, +0.45]" in text and "includes zero" in text
+    assert "the best variant is `resnet_dmb` (89.26% validation)" in text and "is 90.26%." in text
+    assert "adds 0.50 points" in text
+    gain = [fake("resnet_s", s, 90.0 + s / 10) for s in range(3)] + [
+        fake("resnet_qk", s, 91.0 + s / 10 + d) for s, d in enumerate((0.0, 0.1, -0.1))]
+    assert "1 are better with a t-interval above zero (resnet_qk)" in stats.conclusions(gain, "x")
+
+
+def test_seed_plot():
+    fig = figures.seed_plot(RESULTS)
     assert [t.name for t in fig.data] == ["resnet_s", "resnet_dmb"]
-    assert list(fig.data[0].y) == [90.0, 90.4, 89.8, 90.2, 90.1]
-    assert stats.load(tmp_path / "missing") == []
-    (tmp_path / "a.json").write_text(json.dumps(RESULTS[0]))
-    (tmp_path / "b.json").write_text(json.dumps(RESULTS[1] | {"profile": "full"}))
-    loaded = stats.load(tmp_path, profile="quick")
-    assert len(loaded) == 1 and loaded[0]["final_test_acc"] == 90.0
-    assert len(stats.load(tmp_path)) == 2
+    assert list(fig.data[0].y) == S_ACC and list(fig.data[0].customdata) == [0, 1, 2, 3, 4]
+    styled = figures.styled_table(stats.comparison_table(RESULTS), "caption").to_html()
+    assert "<caption>caption</caption>" in styled and ">0.16<" in styled and ">90.26<" in styled
