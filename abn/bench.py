@@ -8,8 +8,10 @@
     bf16 (a CPU without native bf16 trains in fp32: emulated bf16 is ~15x slower),
     optionally ``torch.compile``.
 
-Both run the same number of optimiser steps after the same warm-up; images/s counts the
-whole step, waiting for data included. Prints a table, then one line of JSON.
+Both run the same number of optimiser steps after the same warm-up, timed by
+``torch.utils.benchmark.Timer`` (which synchronises the GPU and keeps the thread count);
+images/s counts the whole step, waiting for data included. Prints a table, then one
+line of JSON.
 
     python -m abn.bench --model resnet_s
 """
@@ -18,35 +20,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.benchmark import Timer
 
 from abn.data import CIFAR10_MEAN, CIFAR10_STD, PAD, data_root, load_cifar10
 from abn.models import build_model
 from abn.provenance import device_name, provenance
+from abn.results import write_json
 from abn.train import Run, TrainConfig, default_amp, default_device
 from abn._torchvision import import_torchvision
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_steps(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> float:
-    """Seconds for ``steps`` calls of ``step`` after ``warmup`` calls (device synchronised)."""
+def seconds_per_step(step: Callable[[], None], warmup: int, steps: int) -> float:
+    """Mean seconds of one call of ``step`` over ``steps`` timed calls, after ``warmup``
+    untimed ones (the Timer adds two more). The Timer synchronises the GPU before reading
+    the clock and runs with PyTorch's current thread count (its own default is one)."""
     for _ in range(warmup):
         step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return time.perf_counter() - t0
+    timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
+    return timer.timeit(steps).mean
 
 
 def _forever(loader) -> Iterator:
@@ -87,9 +82,11 @@ def paper_loop_step(model_name: str, width: float, batch_size: int, device: torc
 
 
 def abn_step(model_name: str, width: float, batch_size: int, device: torch.device,
-             compile: bool = False) -> Callable[[], None]:
-    """One training step of abn's trainer (the same code path as ``python -m abn.train``)."""
-    cfg = TrainConfig(model=model_name, width=width, batch_size=batch_size, epochs=1, compile=compile)
+             compile: bool = False, amp: bool | None = None) -> Callable[[], None]:
+    """One training step of abn's trainer (the same code path as ``python -m abn.train``);
+    ``amp`` None: bf16 autocast where the hardware has bf16 (:func:`abn.train.default_amp`)."""
+    cfg = TrainConfig(model=model_name, width=width, batch_size=batch_size, epochs=1, compile=compile,
+                      amp=amp)
     run = Run(cfg, device)
     run.model.train()
     batches = _forever(run.train_loader)
@@ -100,24 +97,43 @@ def abn_step(model_name: str, width: float, batch_size: int, device: torch.devic
     return step
 
 
+def abn_images_per_second(model_name: str, width: float, device: torch.device, amp: bool | None = None,
+                          batch_size: int = 64, steps: int = 4, warmup: int = 1) -> float:
+    """Training images per second of abn's trainer for ``model_name`` at ``width`` on
+    ``device``, with bf16 autocast on or off (``amp``): a few steps, for a quick look."""
+    return batch_size / seconds_per_step(abn_step(model_name, width, batch_size, device, amp=amp),
+                                         warmup, steps)
+
+
+def check_settings(model: str, width: float, batch_size: int, steps: int | None,
+                   warmup: int | None) -> None:
+    """Raise ValueError, in one line, for settings that cannot run: the trainer's own
+    checks of model, width and batch size, then steps >= 1 and warmup >= 0 (None: default)."""
+    TrainConfig(model=model, width=width, batch_size=batch_size)
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}.")
+    if warmup is not None and warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup}.")
+
+
 def bench(model: str = "resnet_s", width: float = 1.0, batch_size: int = 128, steps: int | None = None,
           warmup: int | None = None, device: str | None = None, compile: bool = False) -> dict:
     """Measure both loops; returns the summary dict printed as the JSON line."""
     dev = torch.device(device) if device else default_device()
-    steps = steps or (100 if dev.type == "cuda" else 8)
-    warmup = warmup or (20 if dev.type == "cuda" else 2)
-    paper_s = time_steps(paper_loop_step(model, width, batch_size, dev), warmup, steps, dev)
-    abn_s = time_steps(abn_step(model, width, batch_size, dev, compile), warmup, steps, dev)
-    images = steps * batch_size
+    check_settings(model, width, batch_size, steps, warmup)
+    steps = steps if steps is not None else 100 if dev.type == "cuda" else 8
+    warmup = warmup if warmup is not None else 20 if dev.type == "cuda" else 2
+    paper_s = seconds_per_step(paper_loop_step(model, width, batch_size, dev), warmup, steps)
+    abn_s = seconds_per_step(abn_step(model, width, batch_size, dev, compile), warmup, steps)
     return {"device": device_name(dev), "model": model, "width": width, "batch_size": batch_size,
             "steps": steps, "warmup": warmup, "compile": compile, "abn_bf16": default_amp(dev),
-            "paper_loop_img_s": round(images / paper_s, 1), "abn_img_s": round(images / abn_s, 1),
+            "paper_loop_img_s": round(batch_size / paper_s, 1), "abn_img_s": round(batch_size / abn_s, 1),
             "ratio": round(paper_s / abn_s, 2)}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m abn.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet_s")
+    p.add_argument("--model", default="resnet_s", help="model name (python -m abn.models lists them)")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, help="timed steps (default 100 on CUDA, 8 on CPU)")
@@ -126,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile abn's model")
     p.add_argument("--out", help="also write the result, with provenance, to this JSON file")
     a = p.parse_args(argv)
+    try:  # bad input: one line and exit status 2, before anything runs
+        check_settings(a.model, a.width, a.batch_size, a.steps, a.warmup)
+    except ValueError as err:
+        p.error(str(err))
     r = bench(a.model, a.width, a.batch_size, a.steps, a.warmup, a.device, a.compile)
     print(f"{r['model']} (width {r['width']:g}), batch {r['batch_size']}, {r['steps']} steps after "
           f"{r['warmup']} warm-up, on {r['device']}")
@@ -136,8 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'ratio':<44}{r['ratio']:>10.2f}")
     if a.out:
         dev = torch.device(a.device) if a.device else default_device()
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps({"kind": "bench", **r, "provenance": provenance(dev)}, indent=1) + "\n")
+        write_json({"kind": "bench", **r, "provenance": provenance(dev)}, a.out)
     print(json.dumps(r))
 
 

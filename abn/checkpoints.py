@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 
 from abn.models import build_model
 from abn.provenance import provenance
+from abn.results import atomic_path
 
 MAX_BYTES = 8 * 1024 * 1024  # results/ lives in git: keep each file small
 
@@ -50,14 +50,11 @@ def save_trained(run, path: str | Path, max_bytes: int = MAX_BYTES) -> Path:
     # with torch.load(weights_only=True), which runs no pickled code.
     prov = json.loads(json.dumps(prov, default=str))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"state_dict": state, "config": dataclasses.asdict(run.cfg), "provenance": prov}, tmp)
-    if (size := tmp.stat().st_size) > max_bytes:
-        tmp.unlink()
-        raise ValueError(f"{path.name} would be {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB "
-                         "limit for files in results/.")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "config": dataclasses.asdict(run.cfg), "provenance": prov}, tmp)
+        if (size := tmp.stat().st_size) > max_bytes:  # raising here leaves no file behind
+            raise ValueError(f"{path.name} would be {size / 2**20:.1f} MiB, over the "
+                             f"{max_bytes / 2**20:.0f} MiB limit for files in results/.")
     return path
 
 

@@ -30,13 +30,17 @@ def device_name(device: torch.device | str) -> str:
     return f"cpu: {model} ({torch.get_num_threads()} threads)"
 
 
+def _git(*args: str) -> str:
+    """The output of ``git <args>`` in this checkout (raises if git fails or is missing)."""
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=10, check=True).stdout.strip()
+
+
 def git_commit() -> str | None:
     """The commit of this checkout, with '-dirty' if it has uncommitted changes; None outside git."""
     try:
-        run = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True,
-                                        timeout=10, check=True).stdout.strip()
-        sha = run("rev-parse", "HEAD")
-        return sha + ("-dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+        sha = _git("rev-parse", "HEAD")
+        return sha + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

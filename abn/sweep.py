@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from abn.models import MODELS
-from abn.train import TrainConfig, add_config_args, config_from_args, train
+from abn.train import TrainConfig, add_config_args, configs_from_args, train
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -54,11 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-checkpoints", action="store_true")
     add_config_args(p)
     args = p.parse_args(argv)
-    unknown = [m for m in args.models if m not in MODELS]
-    if unknown:
-        p.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
     # Seed-major order: after an interruption, the finished seeds are complete pairs.
-    configs = [config_from_args(args, m, s) for s in args.seeds for m in args.models]
+    configs = configs_from_args(p, args, args.models, args.seeds)
     paths = sweep(configs, args.out, args.checkpoints, args.device, not args.no_progress,
                   args.keep_checkpoints)
     print(f"{len(paths)} results in {args.out}")

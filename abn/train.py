@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +28,10 @@ from torch import nn
 from tqdm.auto import tqdm  # a widget in Jupyter/Colab, text in a terminal
 
 from abn import profiles
-from abn.data import DeviceLoader, load_splits
-from abn.models import build_model, count_parameters
+from abn.data import DeviceLoader, check_split_sizes, load_splits
+from abn.models import build_model, count_parameters, evaluating
 from abn.provenance import provenance
+from abn.results import atomic_path, write_json
 
 SCHEMA_VERSION = 1
 
@@ -67,6 +66,23 @@ class TrainConfig:
                     profile=p.name)
         return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train, with one line naming the field (the CLIs
+        show it as their error): epochs, batch size and learning rate must be positive,
+        the split sizes must fit CIFAR-10, and the model must build (a known name, a
+        positive width, valid model kwargs; built on the meta device, so it costs nothing)."""
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}.")
+        check_split_sizes(self.train_subset, self.val_size, self.test_subset)
+        try:
+            with torch.device("meta"):
+                build_model(self.model, self.width, **self.model_kwargs)
+        except TypeError as err:  # model kwargs the model does not take
+            raise ValueError(f"{self.model} does not take {sorted(self.model_kwargs)} ({err}).") from err
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -92,27 +108,17 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DeviceLoader, amp: bool = True) -> float:
-    """Top-1 accuracy (%) of ``model`` over ``loader``."""
-    was_training = model.training
-    model.eval()
+    """Top-1 accuracy (%) of ``model`` over ``loader`` (in eval mode; the mode is restored)."""
     correct = total = 0
-    with autocast(loader.device, amp):
+    with evaluating(model), autocast(loader.device, amp):
         for x, y in loader:
             correct += (model(x).argmax(dim=1) == y).sum().item()
             total += len(y)
-    model.train(was_training)
     return 100.0 * correct / total
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    """Write to a temporary file, then rename: an interrupted save never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _comparable(cfg: TrainConfig) -> dict:
+def config_dict(cfg: TrainConfig) -> dict:
+    """``cfg`` as a plain dict: what a checkpoint stores to recognise its run."""
     return dataclasses.asdict(cfg)
 
 
@@ -123,12 +129,9 @@ class Run:
         self.cfg, self.device = cfg, torch.device(device) if device else default_device()
         self.amp = default_amp(self.device) if cfg.amp is None else cfg.amp
         data = load_splits(cfg.train_subset, cfg.val_size, cfg.test_subset)
-        mk = lambda split, train: DeviceLoader(*split, batch_size=cfg.batch_size if train else 500,
-                                               train=train, seed=cfg.seed, device=self.device,
-                                               channels_last=cfg.channels_last)
-        self.train_loader = mk(data.train, True)
-        self.val_loader = mk(data.val, False) if cfg.val_size else None
-        self.test_loader = mk(data.test, False)
+        self.train_loader = self._loader(data.train, train=True)
+        self.val_loader = self._loader(data.val, train=False) if cfg.val_size else None
+        self.test_loader = self._loader(data.test, train=False)
         torch.manual_seed(cfg.seed)  # model initialisation depends on the seed only
         self.model = build_model(cfg.model, cfg.width, **cfg.model_kwargs).to(self.device)
         if cfg.channels_last:
@@ -141,19 +144,25 @@ class Run:
         self.history: list[dict] = []
         self.result: dict | None = None  # set by train() when the run is finished
 
+    def _loader(self, split: tuple[torch.Tensor, torch.Tensor], train: bool) -> DeviceLoader:
+        """A loader of ``split`` on the run's device: shuffled and augmented for training,
+        in order and in batches of 500 for evaluation."""
+        return DeviceLoader(*split, batch_size=self.cfg.batch_size if train else 500, train=train,
+                            seed=self.cfg.seed, device=self.device, channels_last=self.cfg.channels_last)
+
     @property
     def epoch(self) -> int:
         """Number of completed epochs."""
         return len(self.history)
 
     def state_dict(self) -> dict:
-        return {"config": _comparable(self.cfg), "model": self.model.state_dict(),
+        return {"config": config_dict(self.cfg), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "history": self.history}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["config"] != _comparable(self.cfg):
-            diff = {k: (v, state["config"].get(k)) for k, v in _comparable(self.cfg).items()
+        if state["config"] != config_dict(self.cfg):
+            diff = {k: (v, state["config"].get(k)) for k, v in config_dict(self.cfg).items()
                     if state["config"].get(k) != v}
             raise ValueError(f"Checkpoint was written by a different config (now, then): {diff}. "
                              "Delete the checkpoint or rerun with the same settings.")
@@ -178,10 +187,9 @@ class Run:
 
         ``bar``, if given, advances by one per step (one bar spans the whole run, so a
         notebook shows a single bar rather than one per epoch)."""
-        cfg, loader = self.cfg, self.train_loader
+        loader = self.train_loader
         loader.set_epoch(self.epoch)
         self.model.train()
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
@@ -192,7 +200,8 @@ class Run:
             # Accumulate on the device: a .item() per step would stall a GPU every batch.
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(dim=1) == y).sum()
-        sync()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         train_s = time.perf_counter() - t0
         lr = self.optimizer.param_groups[0]["lr"]  # at the end of the epoch
         n = len(loader.images)
@@ -205,8 +214,8 @@ class Run:
         return row
 
 
-def summarize(run: Run, wall_s: float, command: str | None = None) -> dict:
-    """The JSON-able result of a finished run (schema: results/README.md)."""
+def result_record(run: Run, wall_s: float, command: str | None = None) -> dict:
+    """The JSON-able result record of a finished run (schema: results/README.md)."""
     cfg, hist = run.cfg, run.history
     best = max(hist, key=lambda r: r["test_acc"])
     train_s = sum(r["train_s"] for r in hist)
@@ -219,7 +228,7 @@ def summarize(run: Run, wall_s: float, command: str | None = None) -> dict:
         "params": count_parameters(run.model),
         "seed": cfg.seed,
         "profile": cfg.profile,
-        "recipe": {k: v for k, v in _comparable(cfg).items() if k not in ("model", "seed", "width", "profile")}
+        "recipe": {k: v for k, v in config_dict(cfg).items() if k not in ("model", "seed", "width", "profile")}
         | {"amp": run.amp, "optimizer": "SGD", "schedule": "cosine to 0, per step", "augment": "crop 32, pad 4 + hflip"},
         "history": hist,
         "final_test_acc": hist[-1]["test_acc"],
@@ -261,24 +270,16 @@ def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Pat
                       f"{val}test {row['test_acc']:.2f}%  {row['images_per_s']:.0f} img/s  "
                       f"{row['seconds']:.1f}s")
         if ckpt:
-            _save_atomic(run.state_dict(), ckpt)
+            with atomic_path(ckpt) as tmp:
+                torch.save(run.state_dict(), tmp)
         if on_epoch_end:
             on_epoch_end(run)
     if bar is not None:
         bar.close()
-    run.result = summarize(run, time.perf_counter() - t0, command)
+    run.result = result_record(run, time.perf_counter() - t0, command)
     if out:
         write_json(run.result, out)
     return run
-
-
-def write_json(result: dict, path: str | Path) -> None:
-    """Write a result (without the live model) atomically as pretty JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -299,6 +300,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, model: str, seed: int) -> TrainConfig:
+    """The :class:`TrainConfig` the flags of :func:`add_config_args` set (ValueError if invalid)."""
     kwargs = {"num_biases": args.num_biases} if args.num_biases is not None else {}
     return TrainConfig.from_profile(
         args.profile, model=model, model_kwargs=kwargs, epochs=args.epochs, seed=seed,
@@ -307,19 +309,26 @@ def config_from_args(args: argparse.Namespace, model: str, seed: int) -> TrainCo
         amp=False if args.no_amp else None, compile=args.compile or None)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def configs_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                      models: list[str], seeds: list[int]) -> list[TrainConfig]:
+    """One config per (seed, model), seed-major. Settings that cannot train (an unknown
+    model, ``--epochs 0``, a negative size, a subset larger than its split) end the program
+    through ``parser.error``: one line naming the problem, exit status 2, no traceback."""
+    try:
+        return [config_from_args(args, model, seed) for seed in seeds for model in models]
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m abn.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet_dmb", help="model name (abn.models.MODELS)")
+    p.add_argument("--model", default="resnet_dmb", help="model name (python -m abn.models lists them)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the result JSON here")
     p.add_argument("--checkpoint", help="checkpoint path (default: checkpoints/<out name>.pt)")
     add_config_args(p)
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    cfg = config_from_args(args, args.model, args.seed)
+    args = p.parse_args(argv)
+    cfg, = configs_from_args(p, args, [args.model], [args.seed])
     ckpt = args.checkpoint or (f"checkpoints/{Path(args.out).stem}.pt" if args.out else None)
     result = train(cfg, out=args.out, checkpoint=ckpt, device=args.device,
                    progress=not args.no_progress).result

@@ -4,6 +4,11 @@ the real CPU and GPU figures are measured by hand and stored in results/)."""
 import json
 import subprocess
 import sys
+import time
+
+import torch
+
+from abn.bench import abn_images_per_second, seconds_per_step
 
 
 def test_bench_cli_prints_table_then_json():
@@ -17,3 +22,21 @@ def test_bench_cli_prints_table_then_json():
     assert {"device", "model", "paper_loop_img_s", "abn_img_s", "ratio"} <= r.keys()
     assert r["model"] == "resnet_dmb" and r["paper_loop_img_s"] > 0 and r["abn_img_s"] > 0
     assert abs(r["ratio"] - r["abn_img_s"] / r["paper_loop_img_s"]) < 0.02 * r["ratio"] + 0.01
+
+
+def test_seconds_per_step_times_only_the_timed_calls():
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(0.005)
+
+    seconds = seconds_per_step(step, warmup=1, steps=4)
+    assert 0.005 <= seconds < 0.05
+    assert len(calls) == 1 + 2 + 4  # our warm-up, the Timer's two, the timed steps
+
+
+def test_abn_images_per_second():
+    fp32 = abn_images_per_second("resnet_s", 0.125, torch.device("cpu"), amp=False, batch_size=16,
+                                 steps=2, warmup=0)
+    assert fp32 > 0

@@ -15,6 +15,11 @@ TINY = dict(model="resnet_dmb", width=0.125, epochs=3, batch_size=64, train_subs
 TIMING = {"seconds", "train_s", "images_per_s"}
 
 
+def without_timing(history: list[dict]) -> list[dict]:
+    """A run's history without the fields that differ between two identical runs."""
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
 def test_quick_run_learns_far_above_chance():
     """The quick profile on a real CIFAR-10 slice: >= 45% test accuracy (chance: 10%)."""
     run = train(TrainConfig.from_profile("quick", model="resnet_s"), progress=False)
@@ -41,8 +46,7 @@ def test_interrupted_run_resumes_to_identical_weights_and_history(tmp_path):
 
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda h: [{k: v for k, v in row.items() if k not in TIMING} for row in h]
-    assert strip(whole.result["history"]) == strip(resumed.result["history"])
+    assert without_timing(whole.result["history"]) == without_timing(resumed.result["history"])
     assert json.loads((tmp_path / "cut.json").read_text())["final_test_acc"] == whole.result["final_test_acc"]
 
 
@@ -68,6 +72,23 @@ def test_cli_writes_result_with_provenance(tmp_path):
     assert prov["device_type"] == "cpu" and prov["torch"] == torch.__version__
     assert prov["date_utc"].endswith("+00:00") and "abn.train" in prov["command"] and "--seed 3" in prov["command"]
     assert "git_commit" in prov and (prov["git_commit"] is None or len(prov["git_commit"]) >= 40)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"batch_size": -4}, "batch_size must be a positive integer"),
+    ({"lr": 0.0}, "lr must be positive"),
+    ({"width": -1.0}, "width must be positive"),
+    ({"model": "resnet_x"}, "Unknown model 'resnet_x'; choose one of .*resnet_dmb"),
+    ({"model": "resnet_s", "model_kwargs": {"num_biases": 8}}, "resnet_s does not take"),
+    ({"model_kwargs": {"num_biases": -1}}, "num_biases must be a positive integer"),
+    ({"train_subset": 50_000}, r"train_subset must be in \[1, 49744\]"),
+    ({"test_subset": 0}, "test_subset must be in"),
+])
+def test_config_refuses_what_cannot_train(change, message):
+    """Checked when the config is made, before any data is loaded or step is run."""
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**TINY, **change})
 
 
 def test_profiles(monkeypatch):
