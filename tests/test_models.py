@@ -5,7 +5,7 @@ import torch
 
 from abn import modulators
 from abn.layers import DynamicModulatedConv2d
-from abn.models import ResNet, build_model, count_parameters, resnet_dmb, resnet_s
+from abn.models import ResNet, build_model, count_parameters, evaluating, resnet_dmb, resnet_s
 
 
 def test_parameter_counts_equal_the_paper():
@@ -57,3 +57,20 @@ def test_build_model_and_modulator_registry():
 def test_bad_image_shape():
     with pytest.raises(ValueError, match=r"\(batch, 3, H, W\)"):
         resnet_s(width=0.125)(torch.randn(2, 1, 32, 32))
+
+
+def test_evaluating_restores_the_mode_even_after_an_error():
+    model = resnet_s(width=0.125).train()
+    with evaluating(model):
+        assert not model.training and not model.layer1[0].bn1.training
+    assert model.training and model.layer1[0].bn1.training
+    frozen = resnet_s(width=0.125).eval()
+    with pytest.raises(RuntimeError, match="boom"):
+        with evaluating(frozen):
+            raise RuntimeError("boom")
+    assert not frozen.training
+    model.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        with evaluating(model):
+            raise RuntimeError("boom")
+    assert model.training
