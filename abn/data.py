@@ -218,8 +218,8 @@ class DeviceLoader:
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
 
-    def _batch(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> the normalised float32 batch, in the loader's memory format."""
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images on the device -> :func:`normalize`d float32, in the loader's memory format."""
         x = normalize(images)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
@@ -235,7 +235,7 @@ class DeviceLoader:
             if self.train:
                 idx = order[start:start + self.batch_size]
                 x = crop_flip(self.images[idx], offsets[start:start + len(idx)], flips[start:start + len(idx)])
-                yield self._batch(x), self.labels[idx]
+                yield self.normalize(x), self.labels[idx]
             else:
                 sl = slice(start, start + self.batch_size)
-                yield self._batch(self.images[sl]), self.labels[sl]
+                yield self.normalize(self.images[sl]), self.labels[sl]
