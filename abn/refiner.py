@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from abn import models
 from abn.gates import record_gates
 from abn.modulators import QueryKeyGate
 
@@ -275,6 +276,7 @@ class Task:
     batch: Callable[[torch.Generator], Batch]
     test: Batch
     recipe: Recipe
+    steps: int  # the depth T the models are built and trained with
     ceiling: float | None = None  # best possible test accuracy (%), where known
 
 
@@ -283,7 +285,7 @@ def spiral_task(train: int = 1_000, test: int = 2_000, steps: int = 6,
     """Chapter 9's toy: full-batch Adam (lr 0.01) on spiral points, loss on h_T only."""
     x, y = spirals(train, seed=0)
     return Task("toy (spirals)", lambda gated: ToyRefiner(steps=steps, gated=gated),
-                lambda g: (x, y), spirals(test, seed=1), Recipe(iterations, lr=1e-2))
+                lambda g: (x, y), spirals(test, seed=1), Recipe(iterations, lr=1e-2), steps)
 
 
 def pnn_task(vocab: int = 8, successors: int = 2, length: int = 8, batch_size: int = 64,
@@ -312,7 +314,7 @@ def pnn_task(vocab: int = 8, successors: int = 2, length: int = 8, batch_size: i
     recipe = Recipe(iterations, lr, weight_decay=0.01, clip=1.0,
                     warmup=iterations // 25, step_weights=PNN_STEP_WEIGHTS)
     return Task("PNN's refiner (masked Markov tokens)", build, batch, (ids, labels),
-                recipe, ceiling)
+                recipe, len(PNN_STEP_WEIGHTS), ceiling)
 
 
 # ----------------------------------------------------------------------------- training
@@ -396,6 +398,129 @@ def paired_gap(curves: pd.DataFrame, steps: int, column: str = "accuracy") -> pd
 def summarize(curves: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
     """Mean, sample std, min and max over seeds, per model and step."""
     return curves.groupby(["model", "steps"])[column].agg(["mean", "std", "min", "max"])
+
+
+# ----------------------------------------------------------------------------- PNN vs ours
+PNN_SIZE = dict(vocab=30522, d=768, heads=12, ffn=2048, max_length=128)  # create_pnn_model
+
+
+def _n(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _pnn_size_counts() -> tuple[int, int, int]:
+    """Parameters of PNN's default model (gated, plain, gate), built on the meta device."""
+    with torch.device("meta"):
+        gated, plain = (PNNRefiner(**PNN_SIZE, gated=g) for g in (True, False))
+    return _n(gated), _n(plain), _n(gated.gate)
+
+
+@torch.no_grad()
+def _shapes_and_sizes(task: Task, toy_task: Task) -> dict:
+    """Gate input/output shapes and the RMS of delta at initialisation, both loops."""
+    ours, toy = task.build(True), toy_task.build(True)
+    tokens, points = task.test[0][:2], toy_task.test[0][:2]
+    h0, toy_h0 = ours.embed(tokens), toy.embed(points)
+    delta = ours.delta_refiner.proposal(h0)
+    toy_delta = toy.U(torch.tanh(toy.V(toy_h0) + toy.inject(points)))
+    return {"ours": ours, "toy": toy, "h0": h0, "g": ours.gate.gate_values(h0, delta),
+            "toy_h0": toy_h0, "toy_g": toy.gate.gate_values(toy_h0, toy_delta),
+            "rms": _rms(delta), "toy_rms": _rms(toy_delta)}
+
+
+def pnn_comparison(task: Task, toy_task: Task, resnet_width: float) -> pd.DataFrame:
+    """PNN's choices (from its source) beside ours, row by row, for chapter 9.
+
+    Columns: PNN, :func:`pnn_task`'s refiner, :func:`spiral_task`'s toy, the first
+    block's gate of ``resnet_qk`` at ``resnet_width``. Sizes, shapes, parameter counts,
+    temperatures and weight statistics are read from the modules; PNN's entries cite the
+    code they come from (``pnn/models/pnn.py`` unless named otherwise). The models are
+    built from seed 0 without touching the global random state.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        rows = _comparison_rows(task, toy_task, resnet_width)
+    columns = ["PNN (source)", "PNNRefiner (ours)", "ToyRefiner (ours)",
+               "resnet_qk (ours)"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
+def _comparison_rows(task: Task, toy_task: Task, resnet_width: float) -> dict:
+    got = _shapes_and_sizes(task, toy_task)
+    ours, toy, r = got["ours"], got["toy"], task.recipe
+    block = models.build_model("resnet_qk", width=resnet_width).layer1[0].gate
+    maps = torch.zeros(2, block.channels, 32, 32)
+    pnn_gated, pnn_plain, pnn_gate = _pnn_size_counts()
+    linear_std = torch.stack([m.weight.std() for m in ours.modules()
+                              if isinstance(m, nn.Linear)]).mean().item()
+    attention = ours.delta_refiner.attention
+    x, _ = toy_task.batch(torch.Generator())
+    return {
+        "gate formula": ("σ((W_q h + b_q) ⊙ (W_k δ + b_k) / τ), QueryKeyGate.forward",
+                         "same, abn.modulators.QueryKeyGate", "same",
+                         "same, on pooled h and δ"),
+        "gate: input → g": ("[batch, seq_len, hidden] → same shape, element-wise",
+                            f"{list(got['h0'].shape)} → {list(got['g'].shape)}",
+                            f"{list(got['toy_h0'].shape)} → {list(got['toy_g'].shape)}",
+                            f"{list(maps.shape)} → "
+                            f"{list(block.gate_values(maps, maps).shape)}"),
+        "gate parameters": (f"2d² + 2d + 1 = {pnn_gate:,} at d = {PNN_SIZE['d']}",
+                            f"{_n(ours.gate):,}", f"{_n(toy.gate):,}",
+                            f"{_n(block):,} (first block)"),
+        "τ at initialisation": ("√hidden, a tensor of shape [1]",
+                                f"{ours.gate.tau.item():.2f} = √{ours.gate.channels}",
+                                f"{toy.gate.tau.item():.2f}", f"{block.tau.item():.2f}"),
+        "query reads": ("h, the state before the step", "same", "same", "shortcut output"),
+        "δ, what the key reads": ("LN(FFN(LN(h + Attn(h)))), DeltaRefiner.forward",
+                                  "same, DeltaRefiner.proposal", "U tanh(V h + X x)",
+                                  "BN(conv2(…)), the residual branch"),
+        "size of δ": ("set by the LayerNorm (gain 1 at initialisation)",
+                      f"set by the LayerNorm: RMS {got['rms']:.2f} at initialisation",
+                      f"set by U and tanh: RMS {got['toy_rms']:.2f} at initialisation",
+                      "set by BatchNorm"),
+        "h₀": ("Dropout(LN(token + position embeddings))", "same",
+               "E x, not normalised", "–"),
+        "input after h₀": ("not re-read", "not re-read", "re-injected every step (X x)",
+                           "–"),
+        "steps T in training": ("4 (num_steps)", f"{ours.steps}", f"{toy.steps}", "–"),
+        "loss": ("Σ_t w_t CE(h_t), w = 0.1, 0.2, 0.3, 0.4 (compute_recurrent_loss)",
+                 f"same, w = {', '.join(map(str, r.step_weights))}", "CE(h_T) only",
+                 "CE of the logits"),
+        "initialisation": ("every nn.Linear and nn.Embedding N(0, 0.02), biases 0 "
+                           "(_init_weights; it runs last, so it also overwrites the "
+                           "FFN's zero-init; the attention's in-projection is no "
+                           "nn.Linear and keeps PyTorch's)",
+                           f"same (pnn_init_): Linear weight std {linear_std:.3f} "
+                           "on average", "PyTorch's default", "PyTorch's default"),
+        "dropout": ("0.1 (embeddings, attention, FFN)",
+                    f"{ours.embedding_dropout.p} in the same places", "none", "none"),
+        "optimiser": ("AdamW lr 3e-4, weight decay 0.01, clip 1.0, 500 warm-up steps, "
+                      "linear decay to 0.1× (utils/training.py), fp16 autocast",
+                      f"AdamW lr {r.lr:g}, weight decay {r.weight_decay}, clip {r.clip}, "
+                      f"{r.warmup} warm-up steps, linear decay to 0.1×, fp32",
+                      f"Adam lr {toy_task.recipe.lr:g}, constant", "chapter 6's recipe"),
+        "batch × updates": ("384 × 3 accumulated = 1,152 sequences; 15 epochs "
+                            "(scripts/train.py)",
+                            f"{task.batch(torch.Generator())[0].shape[0]} fresh "
+                            f"sequences × {r.iterations}",
+                            f"all {x.shape[0]:,} points × {toy_task.recipe.iterations}",
+                            "–"),
+        "data": ("WikiText-103, BERT tokens, 15% → [MASK] (data/dataset.py, MLMDataset)",
+                 "random Markov chain, 15% → [MASK] (mask_tokens)", "three spiral arms",
+                 "CIFAR-10"),
+        "vocab / d / heads / FFN / length": (
+            " / ".join(f"{PNN_SIZE[k]:,}" for k in ("vocab", "d", "heads", "ffn",
+                                                      "max_length")),
+            f"{ours.token_embeddings.num_embeddings} / {ours.gate.channels} / "
+            f"{attention.num_heads} / {ours.delta_refiner.ffn[0].out_features} / "
+            f"{ours.position_embeddings.num_embeddings}",
+            f"– / {toy.gate.channels} / – / – / –", "–"),
+        "parameters, gated / plain": (f"{pnn_gated:,} / {pnn_plain:,} (counted with "
+                                      "PNNRefiner at PNN's size; its README: 53.7M)",
+                                      f"{_n(ours):,} / {_n(task.build(False)):,}",
+                                      f"{_n(toy):,} / {_n(toy_task.build(False)):,}",
+                                      "chapter 8"),
+    }
 
 
 COLORS = {"plain": "#636efa", "gated": "#ef553b"}

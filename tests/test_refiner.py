@@ -226,3 +226,24 @@ def test_steps_figure_draws_both_models():
 def test_recipe_rejects_a_warmup_longer_than_training():
     with pytest.raises(ValueError, match="warmup must be in 0..iterations-1=9"):
         r.Recipe(iterations=10, lr=1.0, warmup=10)
+
+
+def test_pnn_comparison_reads_the_modules():
+    """The table's computed cells match the modules; the global random state is kept."""
+    task, toy_task = tiny_pnn_task(), r.spiral_task()
+    state = torch.random.get_rng_state()
+    table = r.pnn_comparison(task, toy_task, resnet_width=0.125)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert list(table.columns) == ["PNN (source)", "PNNRefiner (ours)", "ToyRefiner (ours)",
+                                   "resnet_qk (ours)"]
+    row = table.loc["gate: input → g"]
+    assert row["PNNRefiner (ours)"] == "[2, 6, 16] → [2, 6, 16]"  # element-wise, per token
+    assert row["resnet_qk (ours)"] == "[2, 8, 32, 32] → [2, 8]"  # pooled channels
+    assert table.loc["gate parameters", "PNN (source)"].endswith("1,181,185 at d = 768")
+    assert table.loc["gate parameters", "PNNRefiner (ours)"] == f"{2 * 16 * 16 + 2 * 16 + 1}"
+    gated, plain = task.build(True), task.build(False)
+    assert table.loc["parameters, gated / plain", "PNNRefiner (ours)"] == (
+        f"{n_params(gated):,} / {n_params(plain):,}")
+    assert table.loc["steps T in training"].tolist()[1:3] == ["4", "6"]
+    pnn = table.loc["parameters, gated / plain", "PNN (source)"]
+    assert pnn.startswith(f"{pnn_count(30522, 768, 2048, 128):,} / ")
