@@ -168,13 +168,22 @@ class SqueezeExcite(GateEmitter):
 class QueryKeyGate(GateEmitter):
     """The query-key gate of Plastic Neural Networks (Choi, 2025) for a residual update.
 
-    ``g = sigmoid((W_q GAP(h) + b_q) * (W_k GAP(delta) + b_k) / tau)`` and the block adds
-    ``g * delta`` to ``h`` (the caller does the addition: the gate returns the branch). The
-    state ``h`` asks, the proposed update ``delta`` answers, and each channel of the update
-    is let through as far as the two agree. ``tau`` is a learnable scalar initialised to
-    sqrt(C), as in attention. In a ResNet block ``h`` is the shortcut output (it has the
-    branch's shape); in a recurrent refinement ``h`` and ``delta`` may be plain vectors
-    (B x C), which pass un-pooled. Parameters: 2 C^2 + 2 C + 1.
+    ``g = sigmoid((W_q h + b_q) * (W_k delta + b_k) / tau)`` and the caller adds
+    ``g * delta`` to ``h`` (the gate returns the gated branch). The state ``h`` asks, the
+    proposed update ``delta`` answers, and each coordinate of the update is let through as
+    far as the two agree. ``tau`` is a learnable scalar initialised to sqrt(C).
+    Parameters: 2 C^2 + 2 C + 1.
+
+    What a coordinate is depends on the input's shape:
+
+    * ``batch x C`` vectors or ``batch x length x C`` sequences (channels last): the gate
+      is element-wise, one value per token and dimension, with no pooling. This is PNN's
+      ``QueryKeyGate`` (later ``DeltaValidator``) in ``pnn/models/pnn.py``.
+    * ``batch x C x H x W`` feature maps (a ResNet block, ``h`` the shortcut): ``h`` and
+      ``delta`` are global-average-pooled first and the gate scales whole channels. This
+      pooled channel gate is our adaptation, not PNN's.
+
+    ``emit`` reports one row per vector, token or image: shape ``(rows, C)``.
     """
 
     def __init__(self, channels: int) -> None:
@@ -186,16 +195,28 @@ class QueryKeyGate(GateEmitter):
         self.tau = nn.Parameter(torch.tensor(math.sqrt(channels)))
 
     def gate_values(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """g in (0, 1), shape (batch, C)."""
+        """g in (0, 1): ``h``'s shape for vectors and sequences, ``batch x C`` for maps."""
         return torch.sigmoid(self.query(_pool(h)) * self.key(_pool(delta)) / self.tau)
 
     def forward(self, h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        if h.shape != delta.shape:
-            raise ValueError(f"QueryKeyGate needs h and delta of one shape, got {tuple(h.shape)} "
-                             f"and {tuple(delta.shape)}.")
+        self._check(h, delta)
         g = self.gate_values(h, delta)
-        self.emit(g, None)
-        return _scale(delta, g)
+        self.emit(g.reshape(-1, self.channels), None)
+        return _scale(delta, g) if delta.dim() == 4 else g * delta
+
+    def _check(self, h: torch.Tensor, delta: torch.Tensor) -> None:
+        """One clear line for inputs the gate cannot read."""
+        name = type(self).__name__
+        if h.shape != delta.shape:
+            raise ValueError(f"{name} needs h and delta of one shape, got {tuple(h.shape)} "
+                             f"and {tuple(delta.shape)}.")
+        if h.dim() not in (2, 3, 4):
+            raise ValueError(f"{name} reads batch x C, batch x length x C or batch x C x H x W "
+                             f"inputs, got shape {tuple(h.shape)}.")
+        channels = h.shape[1] if h.dim() == 4 else h.shape[-1]
+        if channels != self.channels:
+            raise ValueError(f"{name} was built for {self.channels} channels, got {channels} "
+                             f"(shape {tuple(h.shape)}); build it with channels={channels}.")
 
 
 @register("dmb")

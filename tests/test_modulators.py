@@ -110,6 +110,38 @@ def test_qk_equals_formula_and_tau_init(randomize):
         gate(h, delta[:, :, :2])
 
 
+def test_qk_on_sequences_is_pnns_elementwise_gate():
+    """[batch, length, d] is gated per token and dimension with no pooling, as PNN's
+    QueryKeyGate.forward (pnn/models/pnn.py) computes it, evaluated token by token."""
+    gate = randomize(QueryKeyGate(6).double())
+    h, delta = torch.randn(2, 2, 5, 6, dtype=torch.float64)
+    want = torch.empty_like(delta)
+    for b in range(2):
+        for t in range(5):
+            query = gate.query.weight @ h[b, t] + gate.query.bias
+            key = gate.key.weight @ delta[b, t] + gate.key.bias
+            want[b, t] = torch.sigmoid(query * key / gate.tau) * delta[b, t]
+    with record_gates(gate) as gates:
+        got = gate(h, delta)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert gates[""].modulation.shape == (10, 6)  # one row per token
+    torch.testing.assert_close(gates[""].modulation.view(2, 5, 6), (want / delta).float())
+    moved = delta.clone()
+    moved[1, 3] += 1.0  # one token's update changes that token's output only
+    changed = (gate(h, moved) != got).any(dim=2)
+    assert changed.nonzero().tolist() == [[1, 3]]
+
+
+def test_qk_rejects_inputs_it_cannot_read():
+    gate = QueryKeyGate(6)
+    with pytest.raises(ValueError, match="built for 6 channels, got 5"):
+        gate(torch.randn(2, 3, 5), torch.randn(2, 3, 5))
+    with pytest.raises(ValueError, match="built for 6 channels, got 5"):
+        gate(torch.randn(2, 5, 3, 3), torch.randn(2, 5, 3, 3))
+    with pytest.raises(ValueError, match="batch x length x C"):
+        gate(torch.randn(6), torch.randn(6))
+
+
 def test_dmb_modulator_k_values():
     assert isinstance(modulators.get("dmb", num_biases=0).build_conv2(8), GainModulatedConv2d)
     assert modulators.get("dmb", num_biases=8).build_conv2(8).dmb.num_biases == 8
