@@ -1,4 +1,4 @@
-"""Read stored results (results/*.json) and summarise them for the chapters.
+"""Read stored results (``results/*.json``) and summarise them for the chapters.
 
 Training results are the JSON files ``python -m abn.train`` and ``python -m abn.sweep``
 write (``"kind": "train"``); benchmark results come from ``python -m abn.bench --out``

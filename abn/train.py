@@ -69,6 +69,7 @@ class TrainConfig:
 
 
 def default_device() -> torch.device:
+    """CUDA when a GPU is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -87,6 +88,7 @@ def default_amp(device: torch.device) -> bool:
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``enabled``, a no-op context otherwise."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -299,6 +301,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, model: str, seed: int) -> TrainConfig:
+    """The :class:`TrainConfig` that the command-line flags describe."""
     kwargs = {"num_biases": args.num_biases} if args.num_biases is not None else {}
     return TrainConfig.from_profile(
         args.profile, model=model, model_kwargs=kwargs, epochs=args.epochs, seed=seed,
@@ -308,6 +311,7 @@ def config_from_args(args: argparse.Namespace, model: str, seed: int) -> TrainCo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags of ``python -m abn.train``."""
     p = argparse.ArgumentParser(prog="python -m abn.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="resnet_dmb", help="model name (abn.models.MODELS)")
     p.add_argument("--seed", type=int, default=0)
@@ -318,6 +322,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m abn.train``: one training run, resumable, written to ``--out``."""
     args = parse_args(argv)
     cfg = config_from_args(args, args.model, args.seed)
     ckpt = args.checkpoint or (f"checkpoints/{Path(args.out).stem}.pt" if args.out else None)
