@@ -132,6 +132,7 @@ def bench(model: str = "resnet_s", width: float = 1.0, batch_size: int = 128, st
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m abn.bench``: time the paper's loop and abn's trainer, print both."""
     p = argparse.ArgumentParser(prog="python -m abn.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="resnet_s", help="model name (python -m abn.models lists them)")
     p.add_argument("--width", type=float, default=1.0)

@@ -1,7 +1,7 @@
 """The two layers of Adaptive Bias Networks (Tahir, 2025).
 
 DynamicMultiBiasLinear (DMB) replaces a linear layer's one static bias by a bank of K
-bias vectors mixed per input by a softmax gate:
+bias vectors mixed per input by a softmax gate::
 
     y = x W^T + softmax(x G^T + g) B^T        W: out x in, G: K x in, g: K, B: out x K
 

@@ -80,6 +80,7 @@ def get(name: str, **kwargs) -> Modulator:
 
 
 def names() -> list[str]:
+    """The registered modulator names, sorted."""
     return sorted(_REGISTRY)
 
 

@@ -45,6 +45,7 @@ def sweep(configs: list[TrainConfig], out: str | Path, checkpoints: str | Path =
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m abn.sweep``: train every (model, seed) pair not already in ``--out``."""
     p = argparse.ArgumentParser(prog="python -m abn.sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["resnet_s", "resnet_dmb"],
                    help=f"model names, any of: {', '.join(sorted(MODELS))}")

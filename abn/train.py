@@ -85,6 +85,7 @@ class TrainConfig:
 
 
 def default_device() -> torch.device:
+    """CUDA when a GPU is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -103,6 +104,7 @@ def default_amp(device: torch.device) -> bool:
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``enabled``, a no-op context otherwise."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -321,6 +323,7 @@ def configs_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m abn.train``: one training run, resumable, written to ``--out``."""
     p = argparse.ArgumentParser(prog="python -m abn.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="resnet_dmb", help="model name (python -m abn.models lists them)")
     p.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,8 @@
-"""Shared fixtures: the book, built once per test session and reused by every test; randomize."""
+"""Shared fixtures: the book, built once per test session and reused by every test; randomize.
+
+The build is also where the chapters are executed: ``chapter_run`` hands each chapter
+test what the build's execution left, so a full test run executes every chapter once.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,30 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from notebook_runner import BUILD, CHAPTER_ENV, HTML, REPO, BookBuild, record_time
+from notebook_runner import (
+    BUILD,
+    CHAPTER_ENV,
+    HTML,
+    REPO,
+    BookBuild,
+    ChapterRun,
+    chapter_from_build,
+    chapter_source,
+    execute_chapter,
+    read_execution_report,
+    record_time,
+    strip_ansi,
+)
+
+# The book's own Sphinx extensions (book/_ext), which some tests import (api_pages).
+sys.path.insert(0, str(REPO / "book" / "_ext"))
+
 
 
 @pytest.fixture(scope="session")
@@ -20,21 +42,27 @@ def book_build() -> BookBuild:
 
     ``--all`` re-reads (and so re-executes) every chapter even if its source is unchanged;
     without it Sphinx would reuse pages from an earlier build, possibly in another mode.
-    The log is kept in ``_build/book_build.log``.
+    A chapter that raises is a warning, so the build still renders every other page and
+    then exits non-zero. The log is kept in ``_build/book_build.log``.
     """
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book), "build", str(REPO), "--all", "-W", "--keep-going"]
+    started = time.time()
     start = time.perf_counter()
     result = subprocess.run(
         command, cwd=REPO, env={**os.environ, **CHAPTER_ENV}, capture_output=True, text=True
     )
     seconds = time.perf_counter() - start
-    log = result.stdout + result.stderr
+    log = strip_ansi(result.stdout + result.stderr)
     BUILD.mkdir(exist_ok=True)
     (BUILD / "book_build.log").write_text(log, encoding="utf-8")
+    execution = read_execution_report()
+    executing = sum(float(r.get("runtime") or 0.0) for r in execution.values())
     record_time("jupyter-book build", seconds)
-    print(f"\njupyter-book build: {seconds:.1f} s, exit {result.returncode}")
-    return BookBuild(result.returncode, log, seconds, HTML)
+    record_time("jupyter-book build: executing chapters", executing)
+    print(f"\njupyter-book build: {seconds:.1f} s (executing chapters {executing:.1f} s), "
+          f"exit {result.returncode}")
+    return BookBuild(result.returncode, log, seconds, HTML, started, execution)
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +86,16 @@ def randomize():
         return module
 
     return fill
+@pytest.fixture(scope="session")
+def chapter_run(request: pytest.FixtureRequest) -> Callable[[str], ChapterRun]:
+    """How a chapter test gets its executed chapter.
+
+    When this session builds the book anyway (any selected test uses ``book_build``, as
+    in a full run), the chapter is read from that build: one execution per chapter. When
+    only chapter tests are selected, each selected chapter is executed on its own, so
+    checking one chapter does not cost a whole book build.
+    """
+    if any("book_build" in item.fixturenames for item in request.session.items):
+        build: BookBuild = request.getfixturevalue("book_build")
+        return lambda chapter: chapter_from_build(chapter, build)
+    return lambda chapter: execute_chapter(chapter_source(chapter))

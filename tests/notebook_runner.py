@@ -1,8 +1,11 @@
-"""Helpers shared by the book tests: where the chapters are, how to run one, timings.
+"""Helpers shared by the book tests: where the chapters are, how they ran, timings.
 
-Chapters are executed the way the book build executes them: in a fresh kernel that
-inherits this process's environment (so ``ABN_PROFILE`` and ``PLOTLY_RENDERER`` reach the
-notebook), with the chapter's folder (``book/``) as the working directory.
+In a full test run each chapter is executed once, by the book build (myst-nb, in a
+fresh kernel that inherits the build's environment, with ``book/`` as the working
+directory); :func:`chapter_from_build` reads what that execution left behind. When a
+session does not build the book (``pytest tests/test_chapters.py -k 05_``), a chapter is
+executed on its own the same way by :func:`execute_chapter`. Either way a failure is
+reported with the chapter, the failing cell's source and the traceback.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jupytext
 import nbformat
-import pytest
 import yaml
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -27,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "_build"
 HTML = BUILD / "html"
 TIMINGS = BUILD / "chapter_times.json"
+EXECUTED = BUILD / "jupyter_execute"  # where myst-nb writes each executed notebook
+EXECUTION_REPORT = BUILD / "execution.json"  # written by book/_ext/execution_report.py
 
 # The environment every chapter runs under in the tests and in the book build.
 CHAPTER_ENV = {"ABN_PROFILE": "quick", "PLOTLY_RENDERER": "notebook"}
@@ -36,12 +40,28 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 @dataclass(frozen=True)
 class BookBuild:
-    """Outcome of one ``jupyter-book build`` (see the ``book_build`` fixture in conftest.py)."""
+    """Outcome of one ``jupyter-book build`` (see the ``book_build`` fixture in conftest.py).
+
+    ``started`` is the wall-clock time (``time.time()``) the build began; ``execution`` is
+    myst-nb's record per executed document (``_build/execution.json``).
+    """
 
     returncode: int
     log: str
     seconds: float
     html: Path
+    started: float = 0.0
+    execution: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    """One execution of a chapter: the executed notebook, its seconds, and the failure
+    (chapter, cell, source, traceback) if it did not run through, else None."""
+
+    notebook: nbformat.NotebookNode | None
+    seconds: float
+    failure: str | None = None
 
 
 def toc_chapters(toc: Path = REPO / "_toc.yml") -> list[str]:
@@ -66,6 +86,11 @@ def toc_chapters(toc: Path = REPO / "_toc.yml") -> list[str]:
     return [str(Path(f).with_suffix("")) if Path(f).suffix in _SOURCE_SUFFIXES else f for f in found]
 
 
+def toc_notebooks() -> list[str]:
+    """The toc entries that are notebooks, i.e. the pages the build executes."""
+    return [chapter for chapter in toc_chapters() if chapter_source(chapter).suffix == ".ipynb"]
+
+
 def chapter_source(chapter: str) -> Path:
     """Return the source file (``.ipynb`` or ``.md``) of a toc entry such as ``book/00_welcome``."""
     for suffix in _SOURCE_SUFFIXES:
@@ -76,13 +101,14 @@ def chapter_source(chapter: str) -> Path:
 
 
 def chapter_title(source: Path) -> str:
-    """Return the text of the chapter's first level-1 Markdown heading."""
+    """Return the text of the chapter's first level-1 Markdown heading, as the page shows
+    it (inline-code backticks removed: "the `abn` API" is rendered "the abn API")."""
     notebook = jupytext.read(source)
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 if line.startswith("# "):
-                    return line[2:].strip()
+                    return line[2:].replace("`", "").strip()
     raise AssertionError(f"{source.name} has no '# Title' heading in a Markdown cell")
 
 
@@ -102,27 +128,36 @@ def chapter_environment(**extra: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _failure_message(path: Path, notebook: nbformat.NotebookNode, error: Exception) -> str:
-    """Describe a failed run: which cell, its source, and the error without ANSI colours."""
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes (jupyter-book and IPython colour their output)."""
+    return _ANSI.sub("", text)
+
+
+def _failure_message(name: str, notebook: nbformat.NotebookNode | None, fallback: str) -> str:
+    """Describe a failed run: which cell, its source, and the error without ANSI colours.
+
+    ``fallback`` (an exception's text or myst-nb's traceback) is used when no cell holds
+    an error output, as after a timeout or a dead kernel.
+    """
     failing = [
         (index, cell)
-        for index, cell in enumerate(notebook.cells)
+        for index, cell in enumerate(notebook.cells if notebook else [])
         if cell.cell_type == "code" and any(out.get("output_type") == "error" for out in cell.get("outputs", []))
     ]
     if failing:
         index, cell = failing[0]
         error_output = next(out for out in cell.outputs if out.output_type == "error")
         details = "\n".join(error_output.get("traceback", [])) or f"{error_output.ename}: {error_output.evalue}"
-        header = f"{path.name}: code cell {index} raised {error_output.ename}"
-        return f"{header}\n--- cell source ---\n{cell.source}\n--- error ---\n{_ANSI.sub('', details)}"
-    return f"{path.name}: execution failed: {_ANSI.sub('', str(error))}"
+        header = f"{name}: code cell {index} raised {error_output.ename}"
+        return f"{header}\n--- cell source ---\n{cell.source}\n--- error ---\n{strip_ansi(details)}"
+    return f"{name}: execution failed: {strip_ansi(fallback)}"
 
 
-def execute_chapter(path: Path, timeout: int = 900) -> tuple[nbformat.NotebookNode, float]:
-    """Execute the chapter at ``path`` in quick mode; return the executed notebook and seconds.
+def execute_chapter(path: Path, timeout: int = 900) -> ChapterRun:
+    """Execute the chapter at ``path`` in quick mode, on its own (not through the build).
 
     ``timeout`` is per cell, as in the book build. A failing cell, a timeout or a dead
-    kernel becomes ``pytest.fail`` with the failing cell's source and the error.
+    kernel is returned as the run's ``failure``, with the failing cell and the error.
     """
     notebook = jupytext.read(path)
     client = NotebookClient(
@@ -137,10 +172,41 @@ def execute_chapter(path: Path, timeout: int = 900) -> tuple[nbformat.NotebookNo
         try:
             client.execute()
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
-            failure = _failure_message(path, notebook, error)
-    if failure:  # failed outside the except block, so the report is not a chained traceback
-        pytest.fail(failure, pytrace=False)
-    return notebook, time.perf_counter() - start
+            failure = _failure_message(path.name, notebook, str(error))
+    return ChapterRun(notebook, time.perf_counter() - start, failure)
+
+
+def chapter_from_build(chapter: str, build: BookBuild) -> ChapterRun:
+    """What the book build's execution of ``chapter`` left: the executed notebook in
+    ``_build/jupyter_execute/``, its run time and, if it failed, the cell and traceback.
+
+    The notebook must have been written by this build (not left over from an earlier
+    one), and every non-empty code cell must have run.
+    """
+    name = chapter_source(chapter).name
+    executed = EXECUTED / f"{chapter}.ipynb"
+    record = build.execution.get(chapter)
+    if record is None or not executed.exists() or executed.stat().st_mtime < build.started:
+        tail = "\n".join(build.log.splitlines()[-30:])
+        return ChapterRun(None, 0.0, f"{name}: the book build did not execute it "
+                                     f"(exit {build.returncode}); end of its log:\n{tail}")
+    notebook = nbformat.read(executed, as_version=4)
+    seconds = float(record.get("runtime") or 0.0)
+    if not record.get("succeeded"):
+        return ChapterRun(notebook, seconds, _failure_message(name, notebook, record.get("traceback") or ""))
+    skipped = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and cell.source.strip() and cell.get("execution_count") is None
+    ]
+    if skipped:
+        return ChapterRun(notebook, seconds, f"{name}: code cells {skipped} were not executed by the build")
+    return ChapterRun(notebook, seconds)
+
+
+def read_execution_report(path: Path = EXECUTION_REPORT) -> dict[str, dict]:
+    """myst-nb's execution record per document from the last build ({} if none)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def record_time(name: str, seconds: float, path: Path = TIMINGS) -> None:

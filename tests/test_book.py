@@ -1,19 +1,24 @@
-"""The book builds with warnings as errors, and the HTML has every chapter, intact.
+"""The book builds with warnings as errors, and the HTML has every page, intact.
 
 A default jupyter-book build exits 0 when a cell raises or an output is dropped; these
-tests make such failures loud, and check that pages load nothing from other hosts.
+tests make such failures loud, and check that pages load nothing from other hosts, that
+both appendices are there, and that the launch buttons point at ``repository.url``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
-
-from notebook_runner import BookBuild, chapter_source, chapter_title, toc_chapters
+import yaml
+from api_pages import API_FOLDER, public_modules
+from notebook_runner import REPO, BookBuild, chapter_source, chapter_title, toc_chapters, toc_notebooks
+from repository_url import CONFIG, config_url
 
 CHAPTERS = toc_chapters()
 _ERROR_OUTPUT = re.compile(r'class="[^"]*\boutput (?:error|traceback)\b')
@@ -83,3 +88,42 @@ def test_plotly_js_served_once(built_html: Path) -> None:
     assert not [p for p in pages if "* plotly.js v" in p], "a page inlines plotly.js"
     if any("plotly-graph-div" in p for p in pages):
         assert (built_html / "_static" / "plotly.min.js").stat().st_size > 1_000_000
+
+
+def test_api_reference_has_a_page_per_module(built_html: Path) -> None:
+    """Appendix A: every public module of abn has a page documenting its members, and
+    the appendix's own page links to each of them."""
+    appendix = (built_html / "book" / "appendix_a_api.html").read_text(encoding="utf-8")
+    for module in public_modules():
+        path = built_html / API_FOLDER / f"{module}.html"
+        assert path.exists(), f"no API page for {module}"
+        page = path.read_text(encoding="utf-8")
+        assert module in _h1_texts(page), f"{module}: page title is {_h1_texts(page)}"
+        assert f'id="module-{module}"' in page, f"{module}: autodoc did not document it"
+        assert f"api/{module}.html" in appendix, f"Appendix A does not link to {module}"
+    layers = (built_html / API_FOLDER / "abn.layers.html").read_text(encoding="utf-8")
+    assert 'id="abn.layers.DynamicMultiBiasLinear"' in layers
+
+
+def test_appendix_b_lists_every_stored_result(built_html: Path) -> None:
+    """Appendix B names each file in results/, and says so plainly when no full-scale
+    training run is stored."""
+    page = (built_html / "book" / "appendix_b_provenance.html").read_text(encoding="utf-8")
+    files = sorted((REPO / "results").glob("*.json"))
+    missing = [p.name for p in files if p.name not in page]
+    assert not missing, f"Appendix B does not list {missing}"
+    runs = [json.loads(p.read_text()) for p in files]
+    if not any(r.get("kind") == "train" and r.get("profile") == "full" for r in runs):
+        assert "No full-scale training runs are stored yet" in page
+
+
+def test_launch_buttons_use_repository_url(built_html: Path) -> None:
+    """Each notebook page's Colab button and repository button use ``repository.url``."""
+    url = config_url()
+    branch = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["repository"].get("branch", "main")
+    owner_repo = urlparse(url).path.strip("/")
+    for chapter in toc_notebooks():
+        page = (built_html / f"{chapter}.html").read_text(encoding="utf-8")
+        colab = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{chapter}.ipynb"
+        assert colab in page, f"{chapter}: no Colab button for {colab}"
+        assert f'href="{url}"' in page, f"{chapter}: no repository button for {url}"

@@ -1,11 +1,12 @@
-"""Every chapter page renders in headless Chromium with the network off.
+"""Every page of the book renders in headless Chromium with the network off.
 
 The static checks in test_book.py cannot see whether JavaScript ran: a page with all
 its tags can still show blank figures, raw ``\\(...\\)`` math or empty widgets. Here a
-real browser opens each built page offline and checks what a reader sees: the title,
-drawn plotly figures that respond to their own sliders and buttons, typeset math,
-rendered widgets, no JavaScript errors, and not one request to the network. A
-screenshot of each page goes to ``_build/screenshots/<chapter>.png``.
+real browser opens each built page offline (the chapters, both appendices and the
+generated API pages) and checks what a reader sees: the title, drawn plotly figures that
+respond to their own sliders and buttons, typeset math, rendered widgets, no JavaScript
+errors, and not one request to the network. A screenshot of each page goes to
+``_build/screenshots/<page>.png`` (API pages: ``_build/screenshots/api/``).
 
 Needs Chromium from the system (Debian: ``apt-get install -y chromium``) and the Python
 ``playwright`` package, which drives that Chromium; playwright's own browser download
@@ -24,6 +25,7 @@ import pytest
 from playwright.sync_api import Browser, ElementHandle, Page, Route, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from api_pages import API_FOLDER, public_modules
 from notebook_runner import BUILD, chapter_source, chapter_title, record_time, toc_chapters
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -203,3 +205,37 @@ def test_chapter_renders_offline(browser: Browser, built_html: Path, chapter: st
     seconds = time.perf_counter() - start
     print(f"{chapter} in the browser: {seconds:.1f} s, {status}")
     record_time(f"browser {chapter}", seconds)
+
+
+def test_api_pages_render_offline(browser: Browser, built_html: Path) -> None:
+    """Appendix A's module pages: titled, documented, math typeset, no JavaScript errors
+    and no network requests."""
+    start = time.perf_counter()
+    paths = [built_html / API_FOLDER / f"{module}.html" for module in public_modules()]
+    assert all(p.exists() for p in paths), "a public module has no API page"
+    problems: dict[str, list] = {}
+    for path in paths:
+        log = PageLog()
+        page = open_offline(browser, path, log)
+        try:
+            try:
+                page.wait_for_function(READY_JS, timeout=READY_TIMEOUT_MS)
+            except PlaywrightTimeout:  # fall through: the checks below say what is missing
+                pass
+            status = page.evaluate(STATUS_JS)
+            documented = page.evaluate("document.querySelectorAll('dl.py').length")
+            (SCREENSHOTS / "api").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=SCREENSHOTS / "api" / f"{path.stem}.png", full_page=True)
+        finally:
+            page.context.close()
+        issues = [
+            *([f"title {status['h1']}"] if path.stem not in status["h1"] else []),
+            *(["nothing documented"] if documented == 0 and path.stem != "abn" else []),
+            *([f"math {status}"] if status["math_typeset"] != status["math"] else []),
+            *log.errors,
+            *[f"network: {url}" for url in log.network],
+        ]
+        if issues:
+            problems[path.stem] = issues
+    assert not problems, f"API pages with problems: {problems}"
+    record_time("browser API pages", time.perf_counter() - start)
