@@ -68,14 +68,6 @@ def load_results(folder: str | Path = RESULTS, kind: str = "train", profile: str
     return found
 
 
-def aggregate(results: list[dict]):
-    """Deprecated: :func:`abn.stats.summary_table` with ``model`` as a column. Kept only
-    because chapter 0 still imports it; remove once it calls abn.stats."""
-    from abn.stats import summary_table
-
-    return summary_table(results).reset_index()
-
-
 def provenance_label(results: list[dict]) -> str:
     """"precomputed on <device>, <date>, commit <sha>" for a set of results (ranges if mixed)."""
     if not results:

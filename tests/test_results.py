@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from abn.results import ResultError, aggregate, atomic_path, load_results, provenance_label, write_json
+from abn.results import ResultError, atomic_path, load_results, provenance_label, write_json
 from abn.stats import summary_table
 from abn.sweep import sweep
 from abn.train import TrainConfig
@@ -47,8 +47,6 @@ def test_summary_table_matches_the_files(folder):
         assert row["best_test_mean"] == pytest.approx(statistics.mean(best))
         assert row["best_test_mean"] >= row["final_test_mean"]
     assert table.loc["resnet_dmb", "params"] > table.loc["resnet_s", "params"]
-    old = aggregate(runs)  # the deprecated name chapter 0 still uses: same numbers, model a column
-    assert list(old["model"]) == list(table.index) and list(old["n"]) == list(table["n"])
 
 
 def test_provenance_label(folder):
