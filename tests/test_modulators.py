@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from abn import modulators
-from abn.gates import gated_layers
+from abn.gates import gated_layers, record_gates
 from abn.layers import DynamicModulatedConv2d
 from abn.models import (MODELS, STAGE_WIDTHS, build_model, count_parameters, matched_width,
                         parameter_table, plain_parameter_count, resnet_dmb, resnet_s,
@@ -110,7 +110,7 @@ def test_qk_equals_formula_and_tau_init(randomize):
         gate(h, delta[:, :, :2])
 
 
-def test_qk_on_sequences_is_pnns_elementwise_gate():
+def test_qk_on_sequences_is_pnns_elementwise_gate(randomize):
     """[batch, length, d] is gated per token and dimension with no pooling, as PNN's
     QueryKeyGate.forward (pnn/models/pnn.py) computes it, evaluated token by token."""
     gate = randomize(QueryKeyGate(6).double())
