@@ -134,6 +134,19 @@ def open_offline(browser: Browser, path: Path, log: PageLog) -> Page:
     return page
 
 
+def render(page: Page, screenshot: Path) -> dict:
+    """Wait until the page is drawn (or the timeout passes: the caller's checks then say
+    what is missing), save a full-page screenshot, and return the page's STATUS_JS."""
+    try:
+        page.wait_for_function(READY_JS, timeout=READY_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        pass
+    status = page.evaluate(STATUS_JS)
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=screenshot, full_page=True)
+    return status
+
+
 def _click_control(page: Page, gd: ElementHandle) -> str | None:
     """Use the figure's first slider (or, failing that, update menu) to select another
     step than the active one, the way a reader would: with the mouse. Return what was
@@ -170,13 +183,7 @@ def test_chapter_renders_offline(browser: Browser, built_html: Path, chapter: st
     log = PageLog()
     page = open_offline(browser, built_html / f"{chapter}.html", log)
     try:
-        try:
-            page.wait_for_function(READY_JS, timeout=READY_TIMEOUT_MS)
-        except PlaywrightTimeout:  # fall through: the assertions below say what is missing
-            pass
-        status = page.evaluate(STATUS_JS)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / f"{Path(chapter).name}.png", full_page=True)
+        status = render(page, SCREENSHOTS / f"{Path(chapter).name}.png")
 
         title = chapter_title(chapter_source(chapter))
         assert title in status["h1"], f"title {title!r} not among the page's <h1>s {status['h1']}"
@@ -218,14 +225,8 @@ def test_api_pages_render_offline(browser: Browser, built_html: Path) -> None:
         log = PageLog()
         page = open_offline(browser, path, log)
         try:
-            try:
-                page.wait_for_function(READY_JS, timeout=READY_TIMEOUT_MS)
-            except PlaywrightTimeout:  # fall through: the checks below say what is missing
-                pass
-            status = page.evaluate(STATUS_JS)
+            status = render(page, SCREENSHOTS / "api" / f"{path.stem}.png")
             documented = page.evaluate("document.querySelectorAll('dl.py').length")
-            (SCREENSHOTS / "api").mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=SCREENSHOTS / "api" / f"{path.stem}.png", full_page=True)
         finally:
             page.context.close()
         issues = [
