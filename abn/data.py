@@ -219,7 +219,7 @@ class DeviceLoader:
         return -(-len(self.images) // self.batch_size)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images on the device -> :func:`normalize`d float32, in the loader's memory format."""
+        """uint8 images on the device -> float32 through :func:`normalize`, in the loader's memory format."""
         x = normalize(images)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)

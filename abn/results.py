@@ -1,4 +1,4 @@
-"""Read and write stored results (results/*.json); every file abn writes goes through here.
+"""Read and write stored results (``results/*.json``); every file abn writes goes through here.
 
 Training results are the JSON files ``python -m abn.train`` and ``python -m abn.sweep``
 write (``"kind": "train"``); benchmark results come from ``python -m abn.bench --out``

@@ -171,6 +171,17 @@ class Interval:
         return self.low > 0 or self.high < 0
 
 
+def t_interval(values: Sequence[float], confidence: float = 0.95, method: str = "t") -> Interval:
+    """The mean of ``values`` with its Student-t interval (:func:`scipy.stats.ttest_1samp`).
+    Of per-seed paired differences, this is the interval of a paired t-test. Needs two
+    or more values."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        raise ValueError(f"a t interval needs 2 or more values, got {values.size}.")
+    ci = scipy.stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
+    return Interval(float(values.mean()), float(ci.low), float(ci.high), confidence, method)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """variant minus baseline over the seeds both have (points of accuracy)."""
@@ -190,7 +201,7 @@ def paired_difference(results: Sequence[Result], variant: str, baseline: str = B
                       setup: Setup | None = None) -> PairedDifference:
     """The per-seed differences ``variant - baseline`` in ``metric`` within one setup
     (``setup``, or the only one in ``results``): the interval of a paired t-test
-    (:func:`scipy.stats.ttest_rel`) and a percentile bootstrap of the mean difference
+    (:func:`t_interval` of the differences) and a percentile bootstrap of the mean difference
     (:func:`scipy.stats.bootstrap`, ``n_boot`` resamples from a generator seeded by
     ``seed``, so it is reproducible). With few seeds the bootstrap is too narrow (it
     cannot see spread the sample does not show); it is there for comparison.
@@ -206,13 +217,12 @@ def paired_difference(results: Sequence[Result], variant: str, baseline: str = B
     runs = [(groups[variant][s], groups[baseline][s]) for s in shared]
     v, b = (np.array([pair[i][metric] for pair in runs]) for i in (0, 1))
     diff = v - b
-    t = scipy.stats.ttest_rel(v, b).confidence_interval(confidence)
     boot = scipy.stats.bootstrap((diff,), np.mean, n_resamples=n_boot, confidence_level=confidence,
                                  method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     mean = float(diff.mean())
     return PairedDifference(
         variant, baseline, len(shared), tuple(diff.tolist()),
-        Interval(mean, float(t.low), float(t.high), confidence, "paired t"),
+        t_interval(diff, confidence, method="paired t"),
         Interval(mean, float(boot.low), float(boot.high), confidence, "bootstrap"),
         statistics.fmean(vr["best_test_acc"] - br["best_test_acc"] for vr, br in runs))
 

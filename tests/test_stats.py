@@ -59,6 +59,18 @@ def test_paired_difference_by_hand():
     assert d.best_difference == pytest.approx(0.16)
 
 
+def test_t_interval_of_differences_is_the_paired_interval():
+    """stats.t_interval on the per-seed differences gives the paired t interval (the
+    hand-computed one above); fewer than two values is an error, not a NaN."""
+    ci = stats.t_interval([0.1, 0.3, -0.2, 0.4, 0.2])
+    assert (ci.mean, ci.low, ci.high) == pytest.approx((0.16, 0.16 - 0.285850, 0.16 + 0.285850),
+                                                      abs=1e-5)
+    paired = stats.paired_difference(RESULTS, "resnet_dmb").t
+    assert (paired.low, paired.high) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    with pytest.raises(ValueError, match="2 or more values"):
+        stats.t_interval([0.3])
+
+
 def test_bootstrap_is_seeded_and_close_to_t_on_a_normal_sample():
     results = pairs_with(np.random.default_rng(0).normal(0.2, 1.0, size=200))
     a, b = (stats.paired_difference(results, "resnet_dmb", seed=3) for _ in range(2))
