@@ -116,30 +116,31 @@ def preflight(out: str | Path, device: str | None = None, width: float = 1.0,
     """Measure before spending device time: versions, :func:`abn.bench.bench` for ResNet-S
     and ResNet-DMB (paper loop vs abn, batch 128, compile off and on; one bench JSON each
     in ``out``), and the aggregate images/s of 1, 2, 4, 8 training runs side by side.
-    Writes ``out/preflight_<device>.json`` and returns it."""
+    Writes ``out/preflight_<device>.json`` after each measurement (a call cut short by
+    a time limit keeps what it measured) and returns it."""
     dev = torch.device(device) if device else default_device()
     tag, out = device_tag(dev), Path(out)
-    benches = []
+    benches, side = [], []
+    result = {"kind": "preflight", "device": device_name(dev),
+              "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
+              "gpus": torch.cuda.device_count(), "bench": benches, "side_by_side": side,
+              "recommended_concurrency": None, "provenance": provenance(dev)}
     for model in PAIR:
         for compile in compile_modes:
             r = bench.bench(model, width, 128, steps, None, str(dev), compile)
             name = f"bench_{tag}_{model}{'_compile' if compile else ''}.json"
             bench.save(r, str(out / name), str(dev))
             benches.append(r | {"file": name})
+            write_json(result, out / f"preflight_{tag}.json")
             print(f"{model} compile={compile}: paper loop {r['paper_loop_img_s']:,.0f} img/s, "
                   f"abn {r['abn_img_s']:,.0f} img/s, ratio {r['ratio']:.2f}", flush=True)
-    side = []
     for n in concurrency:
         r = bench.side_by_side_images_per_second(n, "resnet_s", width, steps=steps or 200,
                                                  device=str(dev))
         side.append(r)
+        result["recommended_concurrency"] = recommended_concurrency(side)
+        write_json(result, out / f"preflight_{tag}.json")
         print(f"{n} run(s) side by side: {r['images_per_s']:,.0f} img/s in all", flush=True)
-    result = {"kind": "preflight", "device": device_name(dev),
-              "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
-              "gpus": torch.cuda.device_count(), "bench": benches, "side_by_side": side,
-              "recommended_concurrency": recommended_concurrency(side),
-              "provenance": provenance(dev)}
-    write_json(result, out / f"preflight_{tag}.json")
     return result
 
 

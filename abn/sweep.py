@@ -158,12 +158,16 @@ def sweep(configs: list[TrainConfig], out: str | Path, checkpoints: str | Path =
 
 
 def summarize(paths: list[Path]) -> str:
-    """The finished runs among ``paths`` as :func:`abn.stats.summary_table` prints them."""
-    from abn.stats import summary_table  # pandas and SciPy: only for the closing table
-
+    """The finished runs among ``paths`` as :func:`abn.stats.summary_table` prints them
+    (one line per run where SciPy is missing, as on a bare GPU machine)."""
     results = [json.loads(p.read_text()) for p in paths if p.exists()]
     if not results:
         return "no finished runs"
+    try:
+        from abn.stats import summary_table  # pandas and SciPy: only for the closing table
+    except ImportError:
+        return "\n".join(f"{p.stem}: final test accuracy {r['final_test_acc']:.2f}%"
+                         for p, r in zip([p for p in paths if p.exists()], results))
     columns = ["n", "final_test_mean", "final_test_std", "best_test_mean", "final_val_mean"]
     table = summary_table(results)
     table = table[[c for c in ["protocol", *columns] if c in table.columns]]
