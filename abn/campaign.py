@@ -112,7 +112,7 @@ def recommended_concurrency(side_by_side: list[dict], within: float = 0.95) -> i
 
 def preflight(out: str | Path, device: str | None = None, width: float = 1.0,
               steps: int | None = None, compile_modes: tuple[bool, ...] = (False, True),
-              concurrency: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+              concurrency: tuple[int, ...] = (1, 2, 4, 8), models: tuple[str, ...] = PAIR) -> dict:
     """Measure before spending device time: versions, :func:`abn.bench.bench` for ResNet-S
     and ResNet-DMB (paper loop vs abn, batch 128, compile off and on; one bench JSON each
     in ``out``), and the aggregate images/s of 1, 2, 4, 8 training runs side by side.
@@ -120,14 +120,15 @@ def preflight(out: str | Path, device: str | None = None, width: float = 1.0,
     a time limit keeps what it measured) and returns it."""
     dev = torch.device(device) if device else default_device()
     tag, out = device_tag(dev), Path(out)
+    warmup = 20 if dev.type == "cuda" else 2  # as abn.bench's defaults
     benches, side = [], []
     result = {"kind": "preflight", "device": device_name(dev),
               "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
               "gpus": torch.cuda.device_count(), "bench": benches, "side_by_side": side,
               "recommended_concurrency": None, "provenance": provenance(dev)}
-    for model in PAIR:
+    for model in models:
         for compile in compile_modes:
-            r = bench.bench(model, width, 128, steps, None, str(dev), compile)
+            r = bench.bench(model, width, 128, steps, warmup, str(dev), compile)
             name = f"bench_{tag}_{model}{'_compile' if compile else ''}.json"
             bench.save(r, str(out / name), str(dev))
             benches.append(r | {"file": name})
@@ -136,7 +137,7 @@ def preflight(out: str | Path, device: str | None = None, width: float = 1.0,
                   f"abn {r['abn_img_s']:,.0f} img/s, ratio {r['ratio']:.2f}", flush=True)
     for n in concurrency:
         r = bench.side_by_side_images_per_second(n, "resnet_s", width, steps=steps or 200,
-                                                 device=str(dev))
+                                                 warmup=warmup, device=str(dev))
         side.append(r)
         result["recommended_concurrency"] = recommended_concurrency(side)
         write_json(result, out / f"preflight_{tag}.json")

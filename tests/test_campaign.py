@@ -104,7 +104,7 @@ def test_preflight_writes_its_measurements(tmp_path):
     """The GPU session's first call, here at tiny width on the CPU: both benchmarks, the
     side-by-side throughput, one JSON with versions and the recommended concurrency."""
     r = campaign.preflight(tmp_path, "cpu", width=0.125, steps=2, compile_modes=(False,),
-                           concurrency=(1, 2))
+                           concurrency=(1, 2), models=("resnet_dmb",))
     stored = json.loads((tmp_path / "preflight_cpu.json").read_text())
     assert stored == json.loads(json.dumps(r)) and stored["kind"] == "preflight"
     assert stored["provenance"]["torch"] and stored["recommended_concurrency"] in (1, 2)
@@ -112,8 +112,8 @@ def test_preflight_writes_its_measurements(tmp_path):
     assert all(s["images_per_s"] > 0 and len(s["per_run_images_per_s"]) == s["runs"]
                for s in stored["side_by_side"])
     benches = load_results(tmp_path, kind="bench")
-    assert sorted(b["file"] for b in benches) == ["bench_cpu_resnet_dmb.json",
-                                                 "bench_cpu_resnet_s.json"]
+    assert [b["file"] for b in benches] == ["bench_cpu_resnet_dmb.json"]
+    assert stored["bench"][0]["model"] == "resnet_dmb" and not stored["bench"][0]["compile"]
     assert all(b["paper_loop_img_s"] > 0 and b["abn_img_s"] > 0 for b in benches)
 
 
