@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable, Iterator
 
 import torch
@@ -105,6 +106,43 @@ def abn_images_per_second(model_name: str, width: float, device: torch.device, a
                                          warmup, steps)
 
 
+def _side_by_side_worker(i: int, model: str, width: float, batch_size: int, device: str,
+                         threads: int, warmup: int, steps: int, barrier, rates) -> None:
+    """One of :func:`side_by_side_images_per_second`'s processes: warm up, wait for the
+    others, then time ``steps`` steps of abn's trainer and store the images/s in ``rates[i]``."""
+    torch.set_num_threads(threads)
+    step = abn_step(model, width, batch_size, torch.device(device))
+    for _ in range(warmup):
+        step()
+    barrier.wait()  # all processes time the same stretch of wall-clock time
+    rates[i] = batch_size / seconds_per_step(step, 0, steps)
+
+
+def side_by_side_images_per_second(n: int, model: str = "resnet_s", width: float = 1.0,
+                                   batch_size: int = 128, steps: int = 200, warmup: int = 20,
+                                   device: str | None = None) -> dict:
+    """Aggregate training images/s of ``n`` independent training runs side by side on one
+    device: what running several sweep processes at once gains over one. Each of ``n``
+    processes (spawned) runs abn's trainer; after ``warmup`` steps they start timing
+    together and each times ``steps`` steps; the aggregate is the sum of their rates.
+    On a CPU the cores are split between them."""
+    dev = torch.device(device) if device else default_device()
+    threads = max(1, (os.cpu_count() or 1) // n) if dev.type == "cpu" else 1
+    ctx = torch.multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    barrier, rates = ctx.Barrier(n), ctx.Array("d", n)
+    procs = [ctx.Process(target=_side_by_side_worker, args=(i, model, width, batch_size, str(dev),
+                                                             threads, warmup, steps, barrier, rates))
+             for i in range(n)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    if failed := [proc.exitcode for proc in procs if proc.exitcode != 0]:
+        raise RuntimeError(f"{len(failed)} of {n} side-by-side runs failed (exit codes {failed}).")
+    return {"runs": n, "model": model, "width": width, "batch_size": batch_size, "steps": steps,
+            "images_per_s": round(sum(rates), 1), "per_run_images_per_s": [round(r, 1) for r in rates]}
+
+
 def check_settings(model: str, width: float, batch_size: int, steps: int | None,
                    warmup: int | None) -> None:
     """Raise ValueError, in one line, for settings that cannot run: the trainer's own
@@ -129,6 +167,12 @@ def bench(model: str = "resnet_s", width: float = 1.0, batch_size: int = 128, st
             "steps": steps, "warmup": warmup, "compile": compile, "abn_bf16": default_amp(dev),
             "paper_loop_img_s": round(batch_size / paper_s, 1), "abn_img_s": round(batch_size / abn_s, 1),
             "ratio": round(paper_s / abn_s, 2)}
+
+
+def save(result: dict, path: str, device: str | None = None) -> None:
+    """Store a :func:`bench` result with its provenance (``"kind": "bench"``)."""
+    dev = torch.device(device) if device else default_device()
+    write_json({"kind": "bench", **result, "provenance": provenance(dev)}, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,8 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'abn: on-device data, channels-last, ' + precision:<44}{r['abn_img_s']:>10.1f}")
     print(f"{'ratio':<44}{r['ratio']:>10.2f}")
     if a.out:
-        dev = torch.device(a.device) if a.device else default_device()
-        write_json({"kind": "bench", **r, "provenance": provenance(dev)}, a.out)
+        save(r, a.out, a.device)
     print(json.dumps(r))
 
 

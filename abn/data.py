@@ -196,12 +196,15 @@ class DeviceLoader:
 
     Training loaders shuffle and augment (crop + flip) with randomness fixed by
     (seed, epoch); call :meth:`set_epoch` before each epoch. Evaluation loaders do neither.
-    Yields ``(images, labels)``: float32 images, normalised by :func:`normalize`.
+    Yields ``(images, labels)``: float32 images, normalised by :func:`normalize` with
+    ``mean`` and ``std`` (CIFAR-10's own by default; the paper protocol passes the
+    often-copied std).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 128,
                  train: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, mean: tuple[float, ...] = CIFAR10_MEAN,
+                 std: tuple[float, ...] = CIFAR10_STD) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"DeviceLoader wants uint8 images N x C x H x W, got "
                              f"{images.dtype} {tuple(images.shape)}.")
@@ -210,7 +213,7 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.batch_size, self.train, self.seed, self.epoch = batch_size, train, seed, 0
-        self.channels_last = channels_last
+        self.channels_last, self.mean, self.std = channels_last, tuple(mean), tuple(std)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -220,7 +223,7 @@ class DeviceLoader:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images on the device -> float32 through :func:`normalize`, in the loader's memory format."""
-        x = normalize(images)
+        x = normalize(images, self.mean, self.std)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
 

@@ -314,6 +314,7 @@ def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: st
 def styled_table(table: pd.DataFrame, caption: str):
     """:func:`abn.stats.comparison_table` for reading: two decimals, thousands separators
     for parameters and images/s, a dash for what is missing, a caption."""
-    fmt = {c: "{:.2f}" for c in table.columns if c not in ("params", "n")}
+    numeric = table.select_dtypes("number").columns
+    fmt = {c: "{:.2f}" for c in numeric if c not in ("params", "n")}
     fmt.update({"params": "{:,}", "train images/s": "{:,.0f}"})
     return table.style.format(fmt, na_rep="–").set_caption(caption)

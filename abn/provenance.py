@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import shlex
 import subprocess
@@ -37,12 +38,16 @@ def _git(*args: str) -> str:
 
 
 def git_commit() -> str | None:
-    """The commit of this checkout, with '-dirty' if it has uncommitted changes; None outside git."""
+    """The commit of this checkout, with '-dirty' if it has uncommitted changes.
+
+    Outside git (a copy of the working tree without ``.git``, as a remote GPU machine
+    gets it), ``$ABN_GIT_COMMIT``: set it to the commit the copy was made from. None if
+    neither is there."""
     try:
         sha = _git("rev-parse", "HEAD")
         return sha + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("ABN_GIT_COMMIT") or None
 
 
 def command_line() -> str:

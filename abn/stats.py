@@ -138,15 +138,18 @@ def variant_summaries(results: Iterable[Result]) -> list[VariantSummary]:
 
 def _indexed(rows: list[dict], label: str) -> pd.DataFrame:
     """``rows`` indexed by ``label``, preceded by the setup fields that differ between rows
-    (none when every run shares one setup)."""
+    (none when every run shares one setup). The protocol is always shown: as an index
+    level when it differs, else as the first column."""
     table = pd.DataFrame(rows)
     varying = [f for f in Setup._fields if table[f].astype(str).nunique() > 1]
-    return table.drop(columns=[f for f in Setup._fields if f not in varying]).set_index([*varying, label])
+    keep = varying if "protocol" in varying else ["protocol", *varying]
+    table = table.drop(columns=[f for f in Setup._fields if f not in keep])
+    return table.set_index([*varying, label])
 
 
 def summary_table(results: Iterable[Result]) -> pd.DataFrame:
     """One row per variant (index ``model``, the variant label; setup fields that differ
-    come first in the index): n, mean and std (n-1) of the final-epoch test accuracy,
+    come first in the index, the protocol is a column otherwise): n, mean and std (n-1) of the final-epoch test accuracy,
     the paper-style best-over-epochs mean, the validation mean, wall time, throughput."""
     rows = [{**s.setup._asdict(), "model": s.variant, "variant": s.modulator, "params": s.params,
              "n": s.n, "final_test_mean": s.mean, "final_test_std": s.std,
@@ -229,7 +232,8 @@ def paired_difference(results: Sequence[Result], variant: str, baseline: str = B
 
 def comparison_table(results: Sequence[Result], baseline: str = BASELINE,
                      confidence: float = 0.95) -> pd.DataFrame:
-    """One row per variant (setup fields that differ come first in the index): n, mean ±
+    """One row per variant (setup fields that differ come first in the index, the protocol
+    is a column otherwise): n, mean ±
     std of the final test accuracy, validation mean, the paired difference to ``baseline``
     in the same setup with its t and bootstrap intervals, the paper-style best-over-epochs
     mean, and the training throughput. Missing pairs (fewer than 2 shared seeds) are NaN."""
@@ -298,10 +302,14 @@ def conclusions(results: Sequence[Result], where: str) -> str:
     lines.append(f"Of {len(diffs)} variants compared with ResNet-S, "
                  f"{len(up)} are better with a t-interval above zero ({', '.join(up) or 'none'}) and "
                  f"{len(down)} worse with one below zero ({', '.join(down) or 'none'}).")
-    pick = select_by_validation(results)
-    lines.append(f"Chosen on the validation split, the best variant is `{pick.variant}` "
-                 f"({pick.val_mean:.2f}% validation); its test accuracy, reported and not used "
-                 f"to choose, is {pick.mean:.2f}%.")
+    try:
+        pick = select_by_validation(results)
+        lines.append(f"Chosen on the validation split, the best variant is `{pick.variant}` "
+                     f"({pick.val_mean:.2f}% validation); its test accuracy, reported and not "
+                     f"used to choose, is {pick.mean:.2f}%.")
+    except ValueError:  # the paper protocol holds out no validation split
+        lines.append("These runs hold out no validation split (the paper's protocol), so no "
+                     "variant can be chosen without looking at the test set.")
     lines.append(f"Picking the best epoch on the test set instead of taking the last one "
                  f"adds {best_epoch_gain(results):.2f} points on average over all runs: the "
                  "selection effect the paper's numbers contain.")

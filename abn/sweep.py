@@ -1,47 +1,204 @@
 """Run the recipe for every (model, seed) pair; one JSON each; skip what is done, resume the rest.
 
     python -m abn.sweep --models resnet_s resnet_dmb --seeds 0 1 2 3 4 --out results/
+    torchrun --nproc-per-node 8 -m abn.sweep --models resnet_s resnet_dmb --seeds 0 1 2 3 4
 
-Each run writes ``<out>/<model>_seed<seed>.json`` (quick-profile runs get a ``_quick``
-suffix so they never mix with full-scale results). A run whose JSON exists is skipped; a
-run that was interrupted resumes from ``<checkpoints>/<same name>.pt``, which is deleted
-once its JSON is written. Seeds are paired: the data order and every augmentation depend
-on the seed alone (:func:`abn.data.epoch_generator`), so ``resnet_s`` and ``resnet_dmb``
-with the same seed see identical batches.
+Each run writes ``<out>/<name>.json``, its name made by :func:`run_name`
+(``resnet_s_seed0.json``; the paper protocol, a model kwarg such as K, epochs other than
+the profile's and the quick profile each add a suffix, so such runs never share a file).
+A run whose JSON exists is skipped, if it was trained with the same config (if not, the
+sweep stops and names the file); a run that was interrupted resumes from
+``<checkpoints>/<same name>.pt``, which is deleted once its JSON is written. Seeds are
+paired: the data order and every augmentation depend on the seed alone
+(:func:`abn.data.epoch_generator`), so ``resnet_s`` and ``resnet_dmb`` with the same seed
+see identical batches.
+
+Started by ``torchrun`` (:mod:`abn.distributed`), every process takes its share of the
+runs still missing, one GPU each; a run that fails is reported with its model and seed
+while the others go on, and the command exits non-zero; rerunning it finishes only what
+is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import traceback
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
+from abn import profiles
+from abn.checkpoints import save_trained
+from abn.distributed import World, world
 from abn.models import MODELS
-from abn.train import TrainConfig, add_config_args, configs_from_args, train
+from abn.results import write_json
+from abn.train import TrainConfig, add_config_args, config_dict, config_diff, configs_from_args, train
+
+# Settings that change how fast a run goes, not what it computes: a result made with or
+# without them counts as done.
+SPEED_ONLY = ("compile",)
 
 
 def run_name(cfg: TrainConfig) -> str:
-    """The file stem of a run's result and checkpoint."""
-    suffix = "" if cfg.profile == "full" else f"_{cfg.profile}"
-    return f"{cfg.model}_seed{cfg.seed}{suffix}"
+    """The file stem of a run's result and checkpoint: ``<model>_seed<seed>``, then the
+    model kwargs (``_num_biases8``), ``_<n>ep`` for epochs other than the profile's,
+    ``_paper`` for the paper protocol and ``_<profile>`` unless it is full."""
+    parts = [cfg.model, f"seed{cfg.seed}"]
+    parts += [f"{k}{v}" for k, v in sorted(cfg.model_kwargs.items())]
+    if cfg.epochs != profiles.resolve(cfg.profile).epochs:
+        parts.append(f"{cfg.epochs}ep")
+    if cfg.protocol != "honest":
+        parts.append(cfg.protocol)
+    if cfg.profile != "full":
+        parts.append(cfg.profile)
+    return "_".join(parts)
+
+
+def recorded_config(result: dict) -> dict:
+    """The config dict (as :func:`abn.train.config_dict` makes it) a result was trained with."""
+    recipe = result.get("recipe") or {}
+    cfg = {k: result[k] for k in ("model", "seed", "width", "profile", "protocol") if k in result}
+    return {k: v for k, v in recipe.items() if k in config_dict(TrainConfig())} | cfg
+
+
+class SweepError(RuntimeError):
+    """Runs that failed."""
+
+
+class ResultMismatch(SweepError):
+    """A stored result under a run's name that another config produced."""
+
+
+def is_done(cfg: TrainConfig, path: Path) -> bool:
+    """Whether ``path`` holds ``cfg``'s result. A result of another config under the same
+    name raises :class:`ResultMismatch` naming the file: skipping it would report the wrong
+    run, and overwriting it would lose one."""
+    if not path.exists():
+        return False
+    now = config_dict(cfg)
+    ignore = SPEED_ONLY + (("amp",) if cfg.amp is None else ())  # None: the device's default
+    if diff := config_diff(now, recorded_config(json.loads(path.read_text())), ignore):
+        raise ResultMismatch(f"{path} holds a run of another config (now, then): {diff}. Move it "
+                         "away, or run with the settings it records.")
+    return True
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A run that raised: which one, and the error's last line."""
+
+    name: str
+    model: str
+    seed: int
+    protocol: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model}, seed {self.seed}, {self.protocol}): {self.error}"
+
+
+def run_one(cfg: TrainConfig, path: Path, ckpt: Path, device, progress: bool,
+            keep_checkpoints: bool, save: bool) -> None:
+    """Train ``cfg`` (resuming from ``ckpt``), save the trained model in fp16 beside its
+    JSON if ``save`` (``<name>.pt``, :func:`abn.checkpoints.save_trained`; for a full-scale
+    honest run that is the :func:`abn.checkpoints.checkpoint_path` chapter 7 loads), then
+    write the JSON last: a result on disk means the run, and its saved model, are complete."""
+    run = train(cfg, checkpoint=ckpt, device=device, progress=progress)
+    if save:
+        save_trained(run, path.with_suffix(".pt"))
+    write_json(run.result, path)
+    if not keep_checkpoints:
+        ckpt.unlink(missing_ok=True)
 
 
 def sweep(configs: list[TrainConfig], out: str | Path, checkpoints: str | Path = "checkpoints",
-          device: str | None = None, progress: bool = True, keep_checkpoints: bool = False) -> list[Path]:
-    """Train every config not yet done; returns the result paths (existing and new)."""
+          device: str | None = None, progress: bool = True, keep_checkpoints: bool = False,
+          save_trained: Collection[str] = (), world: World | None = None) -> list[Path]:
+    """Train every config not yet done; returns the result paths of all ``configs``.
+
+    ``save_trained``: run names whose trained model is also saved (fp16, with provenance)
+    as ``<out>/<name>.pt``. ``world`` (under torchrun): every process reads
+    what is done, then takes its share of the rest; a failing run is recorded and the
+    others go on, and once all processes are through, :class:`SweepError` lists the
+    failures (on every process). Alone, a failing run raises at once, as it always did."""
+    world = world or World(device=None)
     out, checkpoints = Path(out), Path(checkpoints)
-    paths = []
-    for i, cfg in enumerate(configs, 1):
+    paths = [out / f"{run_name(cfg)}.json" for cfg in configs]
+    todo = [(i, cfg) for i, (cfg, path) in enumerate(zip(configs, paths), 1)
+            if not is_done(cfg, path)]
+    if world.rank == 0:
+        for i, (cfg, path) in enumerate(zip(configs, paths), 1):
+            if path.exists():
+                print(f"[{i}/{len(configs)}] {run_name(cfg)}: done, skipped ({path})", flush=True)
+    world.barrier()  # every process has read what is done before any writes
+    device = world.device or device
+    who = f"[rank {world.rank}] " if world.distributed else ""
+    failures = []
+    for i, cfg in world.share(todo):
         name = run_name(cfg)
-        path, ckpt = out / f"{name}.json", checkpoints / f"{name}.pt"
-        if path.exists():
-            print(f"[{i}/{len(configs)}] {name}: done, skipped ({path})", flush=True)
-        else:
-            print(f"[{i}/{len(configs)}] {name}: training", flush=True)
-            train(cfg, out=path, checkpoint=ckpt, device=device, progress=progress)
-            if not keep_checkpoints:
-                ckpt.unlink(missing_ok=True)
-        paths.append(path)
+        print(f"{who}[{i}/{len(configs)}] {name}: training", flush=True)
+        try:
+            run_one(cfg, paths[i - 1], checkpoints / f"{name}.pt", device, progress,
+                    keep_checkpoints, name in save_trained)
+        except Exception as err:  # under torchrun: report it, keep the other runs going
+            if not world.distributed:
+                raise
+            traceback.print_exc()
+            line = (traceback.format_exception_only(err)[-1]).strip()
+            failures.append(Failure(name, cfg.model, cfg.seed, cfg.protocol, line))
+            print(f"{who}{name}: FAILED ({line})", flush=True)
+    world.barrier()
+    failures = [f for rank in world.gather(failures) for f in rank]
+    if failures:
+        raise SweepError(f"{len(failures)} run(s) failed; rerun the same command to retry "
+                         "them:\n" + "\n".join(f"  {f}" for f in failures))
     return paths
+
+
+def summarize(paths: list[Path]) -> str:
+    """The finished runs among ``paths`` as :func:`abn.stats.summary_table` prints them
+    (one line per run where SciPy is missing, as on a bare GPU machine)."""
+    results = [json.loads(p.read_text()) for p in paths if p.exists()]
+    if not results:
+        return "no finished runs"
+    try:
+        from abn.stats import summary_table  # pandas and SciPy: only for the closing table
+    except ImportError:
+        return "\n".join(f"{p.stem}: final test accuracy {r['final_test_acc']:.2f}%"
+                         for p, r in zip([p for p in paths if p.exists()], results))
+    columns = ["n", "final_test_mean", "final_test_std", "best_test_mean", "final_val_mean"]
+    table = summary_table(results)
+    table = table[[c for c in ["protocol", *columns] if c in table.columns]]
+    return table.round(2).to_string()
+
+
+def run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace,
+              configs: list[TrainConfig], out: str, save_trained: Collection[str] = ()) -> None:
+    """The command-line flow shared by ``abn.sweep`` and ``abn.campaign``: join the
+    processes of a torchrun launch (if any), sweep ``configs``, and on rank 0 print the
+    combined summary. A stored result of another config ends it through ``parser.error``
+    (exit status 2); failed runs are listed and the exit status is 1."""
+    with world(args.device) as w:
+        try:
+            paths = sweep(configs, out, args.checkpoints, args.device, not args.no_progress,
+                          args.keep_checkpoints, save_trained, w)
+        except ResultMismatch as err:
+            parser.error(str(err)) if w.rank == 0 else sys.exit(2)
+        except SweepError as err:
+            if w.rank == 0:
+                print(f"{parser.prog}: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        if w.rank == 0:
+            print(summarize(paths))
+            print(f"{sum(p.exists() for p in paths)} results in {out}", flush=True)
+
+
+def add_sweep_args(p: argparse.ArgumentParser) -> None:
+    """Where a sweep writes (shared with ``python -m abn.campaign``)."""
+    p.add_argument("--checkpoints", default="checkpoints", help="folder for per-epoch checkpoints")
+    p.add_argument("--keep-checkpoints", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,15 +208,11 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"model names, any of: {', '.join(sorted(MODELS))}")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--out", default="results", help="folder for the result JSONs")
-    p.add_argument("--checkpoints", default="checkpoints", help="folder for per-epoch checkpoints")
-    p.add_argument("--keep-checkpoints", action="store_true")
+    add_sweep_args(p)
     add_config_args(p)
     args = p.parse_args(argv)
     # Seed-major order: after an interruption, the finished seeds are complete pairs.
-    configs = configs_from_args(p, args, args.models, args.seeds)
-    paths = sweep(configs, args.out, args.checkpoints, args.device, not args.no_progress,
-                  args.keep_checkpoints)
-    print(f"{len(paths)} results in {args.out}")
+    run_sweep(p, args, configs_from_args(p, args, args.models, args.seeds), args.out)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,12 @@ to zero over all training steps (updated every step, so even a 3-epoch quick run
 lr 0 rather than at a quarter of the peak), batch 128, random crop with 4-pixel zero
 padding + horizontal flip, CIFAR-10's true per-channel normalisation, 15 epochs.
 
+Two protocols (:data:`PROTOCOLS`, ``--protocol``): ``honest`` is the recipe above with the
+last ``val_size`` training images held out for choices; ``paper`` is what the authors'
+``main.py`` does: all 50,000 training images (no validation split), the often-copied std
+(0.2023, 0.1994, 0.2010), and the cosine schedule stepped once per epoch
+(``CosineAnnealingLR(T_max=epochs)``). Both record the test accuracy after every epoch.
+
 What differs from the paper's loop is only how fast it runs: data and augmentation live
 on the device (:class:`abn.data.DeviceLoader`), the forward/backward pass runs under
 bf16 autocast with channels-last tensors, and ``compile=True`` adds ``torch.compile``.
@@ -28,12 +34,31 @@ from torch import nn
 from tqdm.auto import tqdm  # a widget in Jupyter/Colab, text in a terminal
 
 from abn import profiles
-from abn.data import DeviceLoader, check_split_sizes, load_splits
+from abn.data import CIFAR10_STD, OFTEN_COPIED_STD, DeviceLoader, check_split_sizes, load_splits
 from abn.models import build_model, count_parameters, evaluating
 from abn.provenance import provenance
 from abn.results import atomic_path, write_json
 
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a run is trained and evaluated, beside its sizes (those are a profile's job)."""
+
+    name: str
+    std: tuple[float, float, float]  # normalisation std (the mean is CIFAR-10's in both)
+    per_epoch_schedule: bool  # cosine stepped once per epoch (T_max = epochs), else per step
+    validation: bool  # hold out the last val_size training images for choices
+    schedule: str  # how the result's recipe describes the schedule
+
+
+PROTOCOLS = {
+    "honest": Protocol("honest", CIFAR10_STD, per_epoch_schedule=False, validation=True,
+                       schedule="cosine to 0, per step"),
+    "paper": Protocol("paper", OFTEN_COPIED_STD, per_epoch_schedule=True, validation=False,
+                      schedule="cosine to 0, per epoch (CosineAnnealingLR(T_max=epochs))"),
+}
 
 
 @dataclass
@@ -56,14 +81,17 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     profile: str = "full"
+    protocol: str = "honest"  # a key of PROTOCOLS
 
     @classmethod
     def from_profile(cls, profile: str | None = None, **overrides) -> "TrainConfig":
-        """The config a profile implies (see :mod:`abn.profiles`), with overrides applied."""
+        """The config a profile implies (see :mod:`abn.profiles`), with overrides applied
+        (None: not overridden). Under ``protocol="paper"`` no validation split is held out."""
         p = profiles.resolve(profile)
+        paper = overrides.get("protocol") == "paper"
         base = dict(width=p.width, epochs=p.epochs, batch_size=p.batch_size,
-                    train_subset=p.train_subset, val_size=p.val_size, test_subset=p.test_subset,
-                    profile=p.name)
+                    train_subset=p.train_subset, val_size=0 if paper else p.val_size,
+                    test_subset=p.test_subset, profile=p.name)
         return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
     def __post_init__(self) -> None:
@@ -76,6 +104,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}.")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}.")
+        if not PROTOCOLS[self.protocol].validation and self.val_size:
+            raise ValueError(f"protocol {self.protocol!r} holds out no validation split: val_size "
+                             f"must be 0, got {self.val_size}.")
         check_split_sizes(self.train_subset, self.val_size, self.test_subset)
         try:
             with torch.device("meta"):
@@ -124,12 +157,23 @@ def config_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def config_diff(now: dict, then: dict, ignore: tuple[str, ...] = ()) -> dict:
+    """The fields where config dict ``then`` (stored earlier) differs from ``now``, as
+    {field: (now, then)}. Fields ``then`` lacks, because it was written before they
+    existed, count as their defaults (a checkpoint without ``protocol`` is ``honest``)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING}
+    then = defaults | then
+    return {k: (v, then.get(k)) for k, v in now.items() if k not in ignore and then.get(k) != v}
+
+
 class Run:
     """The state of one training run: model, optimiser, schedule, data, history."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device | str | None = None) -> None:
         self.cfg, self.device = cfg, torch.device(device) if device else default_device()
         self.amp = default_amp(self.device) if cfg.amp is None else cfg.amp
+        self.protocol = PROTOCOLS[cfg.protocol]
         data = load_splits(cfg.train_subset, cfg.val_size, cfg.test_subset)
         self.train_loader = self._loader(data.train, train=True)
         self.val_loader = self._loader(data.val, train=False) if cfg.val_size else None
@@ -140,8 +184,9 @@ class Run:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
+        per_epoch = self.protocol.per_epoch_schedule
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=cfg.epochs * len(self.train_loader))
+            self.optimizer, T_max=cfg.epochs * (1 if per_epoch else len(self.train_loader)))
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.history: list[dict] = []
         self.result: dict | None = None  # set by train() when the run is finished
@@ -150,7 +195,8 @@ class Run:
         """A loader of ``split`` on the run's device: shuffled and augmented for training,
         in order and in batches of 500 for evaluation."""
         return DeviceLoader(*split, batch_size=self.cfg.batch_size if train else 500, train=train,
-                            seed=self.cfg.seed, device=self.device, channels_last=self.cfg.channels_last)
+                            seed=self.cfg.seed, device=self.device, channels_last=self.cfg.channels_last,
+                            std=self.protocol.std)
 
     @property
     def epoch(self) -> int:
@@ -163,9 +209,7 @@ class Run:
                 "history": self.history}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["config"] != config_dict(self.cfg):
-            diff = {k: (v, state["config"].get(k)) for k, v in config_dict(self.cfg).items()
-                    if state["config"].get(k) != v}
+        if diff := config_diff(config_dict(self.cfg), state["config"]):
             raise ValueError(f"Checkpoint was written by a different config (now, then): {diff}. "
                              "Delete the checkpoint or rerun with the same settings.")
         self.model.load_state_dict(state["model"])
@@ -174,14 +218,15 @@ class Run:
         self.history = state["history"]
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step (and one step of the schedule) on a batch; returns loss and logits."""
+        """One SGD step on a batch (and one step of a per-step schedule); returns loss and logits."""
         with autocast(self.device, self.amp):
             logits = self.forward(x)
             loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.scheduler.step()
+        if not self.protocol.per_epoch_schedule:
+            self.scheduler.step()
         return loss, logits
 
     def train_epoch(self, bar: tqdm | None = None) -> dict:
@@ -202,6 +247,8 @@ class Run:
             # Accumulate on the device: a .item() per step would stall a GPU every batch.
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(dim=1) == y).sum()
+        if self.protocol.per_epoch_schedule:
+            self.scheduler.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         train_s = time.perf_counter() - t0
@@ -230,11 +277,13 @@ def result_record(run: Run, wall_s: float, command: str | None = None) -> dict:
         "params": count_parameters(run.model),
         "seed": cfg.seed,
         "profile": cfg.profile,
+        "protocol": cfg.protocol,
         "recipe": {k: v for k, v in config_dict(cfg).items() if k not in ("model", "seed", "width", "profile")}
-        | {"amp": run.amp, "optimizer": "SGD", "schedule": "cosine to 0, per step", "augment": "crop 32, pad 4 + hflip"},
+        | {"amp": run.amp, "optimizer": "SGD", "schedule": run.protocol.schedule,
+           "augment": "crop 32, pad 4 + hflip", "normalize_std": list(run.protocol.std)},
         "history": hist,
         "final_test_acc": hist[-1]["test_acc"],
-        "final_val_acc": hist[-1]["val_acc"],
+        "final_val_acc": hist[-1]["val_acc"],  # None without a validation split
         "best_test_acc": best["test_acc"],  # the paper's "best": max over epochs, on test
         "best_epoch": best["epoch"],
         "wall_s": wall_s,
@@ -288,10 +337,13 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     """The flags that set a :class:`TrainConfig` (shared with ``python -m abn.sweep``)."""
     p.add_argument("--num-biases", type=int, help="K of the DMB bias bank (resnet_dmb)")
     p.add_argument("--profile", choices=profiles.PROFILES, help="quick | full | auto (default: $ABN_PROFILE or auto)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="honest",
+                   help="honest (default): 5,000 images held out, true std, per-step cosine; "
+                        "paper: the authors' main.py (all 50,000, often-copied std, per-epoch cosine)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--width", type=float, help="width multiplier (1 = the paper's nets)")
     p.add_argument("--train-subset", type=int, help="train on the first N training images")
-    p.add_argument("--val-size", type=int, help="hold out the last N training images")
+    p.add_argument("--val-size", type=int, help="hold out the last N training images (honest protocol)")
     p.add_argument("--test-subset", type=int, help="evaluate on the first N test images")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -308,7 +360,7 @@ def config_from_args(args: argparse.Namespace, model: str, seed: int) -> TrainCo
         args.profile, model=model, model_kwargs=kwargs, epochs=args.epochs, seed=seed,
         width=args.width, train_subset=args.train_subset, val_size=args.val_size,
         test_subset=args.test_subset, batch_size=args.batch_size, lr=args.lr,
-        amp=False if args.no_amp else None, compile=args.compile or None)
+        amp=False if args.no_amp else None, compile=args.compile or None, protocol=args.protocol)
 
 
 def configs_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace,

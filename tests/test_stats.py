@@ -176,3 +176,16 @@ def test_seed_plot():
     assert list(fig.data[0].y) == S_ACC and list(fig.data[0].customdata) == [0, 1, 2, 3, 4]
     styled = figures.styled_table(stats.comparison_table(RESULTS), "caption").to_html()
     assert "<caption>caption</caption>" in styled and ">0.16<" in styled and ">90.26<" in styled
+
+
+def test_protocol_is_always_in_the_tables():
+    """One protocol: a column; several: the first index level (test_comparison_table_...)."""
+    paper = [r | {"protocol": "paper", "final_val_acc": None} for r in RESULTS]
+    for results, protocol in ((RESULTS, "honest"), (paper, "paper")):
+        for table in (stats.summary_table(results), stats.comparison_table(results)):
+            assert table.columns[0] == "protocol" and set(table["protocol"]) == {protocol}
+    both = stats.summary_table(RESULTS + paper)
+    assert both.index.names == ["protocol", "model"] and "protocol" not in both.columns
+    figures.styled_table(stats.comparison_table(paper), "caption").to_html()  # formats a str column
+    text = stats.conclusions(paper, "paper protocol")
+    assert "no validation split" in text and "+0.16 points" in text

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
-from abn.sweep import run_name
-from abn.train import Run, TrainConfig
+from abn import sweep
+from abn.sweep import ResultMismatch, is_done, run_name
+from abn.train import Run, TrainConfig, config_dict
 
 TINY = ["--profile", "quick", "--width", "0.125", "--epochs", "3", "--batch-size", "64",
         "--train-subset", "768", "--val-size", "128", "--test-subset", "128", "--no-progress"]
@@ -46,20 +48,20 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path):
     done = subprocess.run(sweep_cmd(ref_out, ref_ckpt), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in ref_out.glob("*.json"))
-    assert names == ["resnet_dmb_seed0_quick.json", "resnet_s_seed0_quick.json"]
+    assert names == ["resnet_dmb_seed0_3ep_quick.json", "resnet_s_seed0_3ep_quick.json"]
     assert not list(ref_ckpt.glob("*.pt"))  # checkpoints are removed once a result is written
 
     # Kill the sweep with SIGKILL in the middle of its second run (resnet_dmb, after epoch 1).
     out, ckpt = tmp_path / "cut", tmp_path / "cut_ckpt"
-    victim = ckpt / "resnet_dmb_seed0_quick.pt"
+    victim = ckpt / "resnet_dmb_seed0_3ep_quick.pt"
     proc = subprocess.Popen(sweep_cmd(out, ckpt), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while not victim.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert victim.exists() and not (out / "resnet_dmb_seed0_quick.json").exists(), "kill came too late"
-    assert [p.name for p in out.glob("*.json")] == ["resnet_s_seed0_quick.json"]
+    assert victim.exists() and not (out / "resnet_dmb_seed0_3ep_quick.json").exists(), "kill came too late"
+    assert [p.name for p in out.glob("*.json")] == ["resnet_s_seed0_3ep_quick.json"]
 
     again = subprocess.run(sweep_cmd(out, ckpt), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
@@ -68,6 +70,39 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path):
         assert stable(out / name) == stable(ref_out / name), name
 
 
-def test_run_names_keep_quick_and_full_apart():
-    assert run_name(TrainConfig(model="resnet_s", seed=2, profile="full")) == "resnet_s_seed2"
-    assert run_name(TrainConfig(model="resnet_s", seed=2, profile="quick")) == "resnet_s_seed2_quick"
+def test_run_names_keep_every_setting_apart():
+    """Today's names stay; protocol, K, epochs and profile each get their own file."""
+    def name(profile="full", **kw):
+        return run_name(TrainConfig.from_profile(profile, **{"model": "resnet_s", "seed": 2, **kw}))
+
+    assert name() == "resnet_s_seed2" and name("quick") == "resnet_s_seed2_quick"
+    assert name(protocol="paper") == "resnet_s_seed2_paper"
+    assert name(epochs=50) == "resnet_s_seed2_50ep"
+    assert name("quick", epochs=1, protocol="paper") == "resnet_s_seed2_1ep_paper_quick"
+    assert name(model="resnet_dmb", model_kwargs={"num_biases": 8}) == "resnet_dmb_seed2_num_biases8"
+    assert name(model="resnet_dmb", model_kwargs={"num_biases": 4}) == "resnet_dmb_seed2_num_biases4"
+
+
+def stored(cfg, **changes):
+    """A result file's config fields as abn.train.result_record writes them, with ``changes``."""
+    top = ("model", "seed", "width", "profile", "protocol")
+    d = config_dict(cfg) | changes
+    return {"kind": "train", **{k: d[k] for k in top},
+            "recipe": {k: v for k, v in d.items() if k not in top} | {"amp": False}}
+
+
+def test_a_result_of_another_config_is_an_error_not_a_skip(tmp_path, capsys):
+    cfg = TrainConfig.from_profile("quick", model="resnet_s", seed=0)
+    path = tmp_path / f"{run_name(cfg)}.json"
+    assert not is_done(cfg, path)
+    path.write_text(json.dumps(stored(cfg, compile=True)))  # speed only: the same run
+    assert is_done(cfg, path)
+    path.write_text(json.dumps(stored(cfg, lr=0.05)))
+    with pytest.raises(ResultMismatch, match=f"{path.name} holds a run of another config.*'lr'"):
+        is_done(cfg, path)
+    with pytest.raises(SystemExit) as exit_:  # the CLI: one line, exit status 2, before training
+        sweep.main(["--models", "resnet_s", "--seeds", "0", "--profile", "quick",
+                    "--out", str(tmp_path), "--checkpoints", str(tmp_path / "ck")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m abn.sweep: error: ") and path.name in err

@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from abn import profiles
-from abn.train import TrainConfig, train
+from abn import profiles, provenance
+from abn.data import CIFAR10_STD, OFTEN_COPIED_STD, load_splits
+from abn.train import Run, TrainConfig, config_dict, config_diff, result_record, train
 
 TINY = dict(model="resnet_dmb", width=0.125, epochs=3, batch_size=64, train_subset=512, val_size=256,
             test_subset=256, profile="quick")
@@ -84,6 +85,8 @@ def test_cli_writes_result_with_provenance(tmp_path):
     ({"model_kwargs": {"num_biases": -1}}, "num_biases must be a positive integer"),
     ({"train_subset": 50_000}, r"train_subset must be in \[1, 49744\]"),
     ({"test_subset": 0}, "test_subset must be in"),
+    ({"protocol": "kaggle"}, "protocol must be one of"),
+    ({"protocol": "paper"}, "protocol 'paper' holds out no validation split: val_size must be 0"),
 ])
 def test_config_refuses_what_cannot_train(change, message):
     """Checked when the config is made, before any data is loaded or step is run."""
@@ -101,3 +104,75 @@ def test_profiles(monkeypatch):
         profiles.resolve()
     cfg = TrainConfig.from_profile("full", model="resnet_s")
     assert (cfg.width, cfg.epochs, cfg.batch_size, cfg.val_size, cfg.train_subset) == (1.0, 15, 128, 5000, None)
+
+
+def test_paper_protocol_no_validation_copied_std_cosine_per_epoch():
+    """The authors' main.py: all training images (val_size 0; here a subset of them), the
+    often-copied std, CosineAnnealingLR(T_max=epochs) stepped once per epoch, test
+    accuracy after every epoch and "best" = the maximum over epochs."""
+    sizes = dict(model="resnet_s", width=0.125, epochs=3, batch_size=64, train_subset=192,
+                 test_subset=64, seed=1)
+    full = TrainConfig.from_profile("full", model="resnet_s", protocol="paper")
+    assert (full.val_size, full.train_subset) == (0, None)
+    assert len(load_splits(full.train_subset, full.val_size, 10).train[0]) == 50_000
+    paper = Run(TrainConfig.from_profile("quick", protocol="paper", **sizes), "cpu")
+    honest = Run(TrainConfig.from_profile("quick", **sizes), "cpu")
+    assert paper.cfg.val_size == 0 and paper.val_loader is None
+    assert torch.equal(paper.train_loader.images, honest.train_loader.images)  # same first 192
+    # Same crops and flips, normalised by another std: x * std agrees.
+    (xp, _), (xh, _) = next(iter(paper.train_loader)), next(iter(honest.train_loader))
+    std = {s: torch.tensor(s).view(1, 3, 1, 1) for s in (OFTEN_COPIED_STD, CIFAR10_STD)}
+    torch.testing.assert_close(xp * std[OFTEN_COPIED_STD], xh * std[CIFAR10_STD])
+
+    used = []  # the learning rate of every optimiser step, per epoch
+    step = paper.train_step
+    paper.train_step = lambda x, y: (used[-1].append(paper.optimizer.param_groups[0]["lr"]),
+                                     step(x, y))[1]
+    for _ in range(3):
+        used.append([])
+        paper.train_epoch()
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=3)
+    for epoch_lrs in used:
+        assert len(epoch_lrs) == 3 and set(epoch_lrs) == {reference.param_groups[0]["lr"]}
+        reference.step()
+        cosine.step()
+    assert used[0][0] == 0.1 and used[1][0] == pytest.approx(0.075) and used[2][0] == pytest.approx(0.025)
+
+    r = result_record(paper, wall_s=1.0)
+    assert r["protocol"] == r["recipe"]["protocol"] == "paper"
+    assert r["recipe"]["normalize_std"] == list(OFTEN_COPIED_STD) and "per epoch" in r["recipe"]["schedule"]
+    assert r["final_val_acc"] is None and all(row["val_acc"] is None for row in r["history"])
+    assert [row["epoch"] for row in r["history"]] == [1, 2, 3]
+    assert r["best_test_acc"] == max(row["test_acc"] for row in r["history"])
+
+
+def test_honest_protocol_is_recorded():
+    run = train(TrainConfig(**{**TINY, "epochs": 1}), progress=False)
+    assert run.result["protocol"] == run.result["recipe"]["protocol"] == "honest"
+    assert run.result["recipe"]["normalize_std"] == list(CIFAR10_STD)
+    assert "per step" in run.result["recipe"]["schedule"] and run.result["final_val_acc"] is not None
+
+
+def test_git_commit_falls_back_to_the_environment(monkeypatch):
+    """A copy of the working tree without .git (a GPU machine) names its commit through
+    $ABN_GIT_COMMIT; inside git, git's answer wins."""
+    def no_git(*args):
+        raise subprocess.CalledProcessError(128, ["git", *args])
+
+    monkeypatch.setenv("ABN_GIT_COMMIT", "0123abc")
+    inside = provenance.git_commit()
+    assert inside is None or inside.split("-")[0] != "0123abc"
+    monkeypatch.setattr(provenance, "_git", no_git)
+    assert provenance.git_commit() == "0123abc"
+    monkeypatch.delenv("ABN_GIT_COMMIT")
+    assert provenance.git_commit() is None
+
+
+def test_checkpoints_from_before_the_protocol_still_resume():
+    """A config stored before `protocol` existed reads as honest: same run, no difference."""
+    now = config_dict(TrainConfig(**TINY))
+    old = {k: v for k, v in now.items() if k != "protocol"}
+    assert config_diff(now, old) == {}
+    paper = config_dict(TrainConfig(**{**TINY, "val_size": 0, "protocol": "paper"}))
+    assert config_diff(paper, old) == {"protocol": ("paper", "honest"), "val_size": (0, 256)}

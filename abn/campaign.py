@@ -1,0 +1,198 @@
+"""The whole full-scale study, in priority order, as one command that is safe to re-run.
+
+    python -m abn.campaign --dry-run                 # the plan: what is done, what is missing
+    python -m abn.campaign --preflight               # versions, speed, how many runs side by side
+    python -m abn.campaign --concurrency 4           # everything missing, 4 runs at a time
+    torchrun --nproc-per-node 8 -m abn.campaign      # the same over 8 GPUs
+
+Stages (:data:`STAGES`), each seed-major so that finished seeds are complete pairs:
+
+1. ResNet-S and ResNet-DMB, honest protocol, seeds 0-4; seed 0's trained ResNet-DMB is
+   also saved in fp16 with its provenance (``results/resnet_dmb_seed0.pt``, chapter 7).
+2. The same pair under the paper's protocol, seeds 0-4.
+3. Ablations and prior art, honest protocol, seeds 0-4.
+4. The pair at 50 epochs (the authors' code's full run), honest protocol, seeds 0-2.
+
+Every run is one :func:`abn.sweep.sweep` entry: one JSON per run in ``--out``, finished
+runs skipped, interrupted ones resumed from ``--checkpoints``. ``--concurrency N`` starts
+N processes side by side on the one device through torchrun, which share the runs out
+exactly as ``torchrun -m abn.sweep`` does across GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from abn import bench, profiles
+from abn.distributed import launched_by_torchrun
+from abn.provenance import device_name, provenance
+from abn.results import write_json
+from abn.sweep import ResultMismatch, add_sweep_args, is_done, run_name, run_sweep
+from abn.train import TrainConfig, default_device
+
+PAIR = ("resnet_s", "resnet_dmb")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One block of runs of the campaign."""
+
+    number: int
+    what: str
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    protocol: str = "honest"
+    epochs: int | None = None  # None: the profile's
+    save_trained: tuple[tuple[str, int], ...] = ()  # (model, seed) also saved in fp16
+
+
+STAGES = (
+    Stage(1, "the paper's pair", PAIR, (0, 1, 2, 3, 4), save_trained=(("resnet_dmb", 0),)),
+    Stage(2, "the paper's pair, its own protocol", PAIR, (0, 1, 2, 3, 4), protocol="paper"),
+    Stage(3, "ablations and prior art", ("resnet_se_var3", "resnet_dmb_k0", "resnet_s_wide",
+                                         "resnet_dmb_k1", "resnet_se", "resnet_dmb_k8",
+                                         "resnet_qk"), (0, 1, 2, 3, 4)),
+    Stage(4, "the pair at 50 epochs", PAIR, (0, 1, 2), epochs=50),
+)
+
+
+def stage_configs(stage: Stage, args: argparse.Namespace) -> list[TrainConfig]:
+    """The stage's runs, seed-major, in the profile and sizes ``args`` set (ValueError if
+    they cannot train). The paper protocol keeps no validation split, whatever
+    ``--val-size`` says."""
+    return [TrainConfig.from_profile(
+        args.profile, model=model, seed=seed, protocol=stage.protocol,
+        epochs=stage.epochs or args.epochs, width=args.width, train_subset=args.train_subset,
+        val_size=None if stage.protocol == "paper" else args.val_size,
+        test_subset=args.test_subset, compile=args.compile or None)
+        for seed in stage.seeds for model in stage.models]
+
+
+def plan_table(stages: list[Stage], args: argparse.Namespace) -> pd.DataFrame:
+    """One row per stage: what it runs, how many runs, how many are done in ``--out``."""
+    rows = []
+    for stage in stages:
+        configs = stage_configs(stage, args)
+        done = sum(is_done(c, Path(args.out) / f"{run_name(c)}.json") for c in configs)
+        rows.append({"stage": stage.number, "what": stage.what, "protocol": stage.protocol,
+                     "epochs": configs[0].epochs, "models": len(stage.models),
+                     "seeds": f"{stage.seeds[0]}-{stage.seeds[-1]}", "runs": len(configs),
+                     "done": done, "missing": len(configs) - done})
+    return pd.DataFrame(rows).set_index("stage")
+
+
+def relaunch(concurrency: int, argv: list[str]) -> int:
+    """Run this same command as ``concurrency`` processes on this machine, through torchrun
+    (they share the runs as torchrun's ranks do); returns torchrun's exit status."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={concurrency}", "-m", "abn.campaign", *argv, "--concurrency", "1"]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    return subprocess.run(cmd).returncode
+
+
+def device_tag(device: torch.device) -> str:
+    """A short file-name form of the device: ``cpu``, ``nvidia_h100_80gb_hbm3``."""
+    return "cpu" if device.type == "cpu" else re.sub(r"\W+", "_", device_name(device).lower())
+
+
+def recommended_concurrency(side_by_side: list[dict], within: float = 0.95) -> int:
+    """The fewest runs side by side whose aggregate images/s comes within ``within`` of the
+    best measured: more processes than that add memory and contention, not speed."""
+    best = max(r["images_per_s"] for r in side_by_side)
+    return min(r["runs"] for r in side_by_side if r["images_per_s"] >= within * best)
+
+
+def preflight(out: str | Path, device: str | None = None, width: float = 1.0,
+              steps: int | None = None, compile_modes: tuple[bool, ...] = (False, True),
+              concurrency: tuple[int, ...] = (1, 2, 4, 8), models: tuple[str, ...] = PAIR) -> dict:
+    """Measure before spending device time: versions, :func:`abn.bench.bench` for ResNet-S
+    and ResNet-DMB (paper loop vs abn, batch 128, compile off and on; one bench JSON each
+    in ``out``), and the aggregate images/s of 1, 2, 4, 8 training runs side by side.
+    Writes ``out/preflight_<device>.json`` after each measurement (a call cut short by
+    a time limit keeps what it measured) and returns it."""
+    dev = torch.device(device) if device else default_device()
+    tag, out = device_tag(dev), Path(out)
+    warmup = 20 if dev.type == "cuda" else 2  # as abn.bench's defaults
+    benches, side = [], []
+    result = {"kind": "preflight", "device": device_name(dev),
+              "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
+              "gpus": torch.cuda.device_count(), "bench": benches, "side_by_side": side,
+              "recommended_concurrency": None, "provenance": provenance(dev)}
+    for model in models:
+        for compile in compile_modes:
+            r = bench.bench(model, width, 128, steps, warmup, str(dev), compile)
+            name = f"bench_{tag}_{model}{'_compile' if compile else ''}.json"
+            bench.save(r, str(out / name), str(dev))
+            benches.append(r | {"file": name})
+            write_json(result, out / f"preflight_{tag}.json")
+            print(f"{model} compile={compile}: paper loop {r['paper_loop_img_s']:,.0f} img/s, "
+                  f"abn {r['abn_img_s']:,.0f} img/s, ratio {r['ratio']:.2f}", flush=True)
+    for n in concurrency:
+        r = bench.side_by_side_images_per_second(n, "resnet_s", width, steps=steps or 200,
+                                                 warmup=warmup, device=str(dev))
+        side.append(r)
+        result["recommended_concurrency"] = recommended_concurrency(side)
+        write_json(result, out / f"preflight_{tag}.json")
+        print(f"{n} run(s) side by side: {r['images_per_s']:,.0f} img/s in all", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m abn.campaign``: every missing run of the selected stages, in order."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m abn.campaign", description=__doc__.split("\n\n")[0])
+    p.add_argument("--stages", nargs="+", type=int, choices=[s.number for s in STAGES],
+                   default=[s.number for s in STAGES], help="which stages (default: all, in order)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and what is done; train nothing")
+    p.add_argument("--preflight", action="store_true",
+                   help="measure versions, speed and side-by-side throughput; train nothing")
+    p.add_argument("--concurrency", type=int, default=1, help="runs side by side on this device")
+    p.add_argument("--out", default="results", help="folder for the result JSONs")
+    add_sweep_args(p)
+    p.add_argument("--profile", choices=profiles.PROFILES, default="full")
+    p.add_argument("--device", help="cuda | cpu (default: cuda if available)")
+    p.add_argument("--compile", action="store_true", help="use torch.compile")
+    p.add_argument("--no-progress", action="store_true")
+    small = p.add_argument_group("smaller runs (for tests; the campaign is full scale)")
+    small.add_argument("--width", type=float)
+    small.add_argument("--epochs", type=int, help="epochs of stages 1-3 (stage 4: 50)")
+    small.add_argument("--train-subset", type=int)
+    small.add_argument("--val-size", type=int)
+    small.add_argument("--test-subset", type=int)
+    small.add_argument("--preflight-steps", type=int, help="timed steps per measurement")
+    args = p.parse_args(argv)
+    if args.concurrency < 1:
+        p.error(f"concurrency must be a positive integer, got {args.concurrency}.")
+    stages = [s for s in STAGES if s.number in args.stages]
+    try:
+        configs = [c for s in stages for c in stage_configs(s, args)]
+        table = plan_table(stages, args)
+    except (ValueError, ResultMismatch) as err:
+        p.error(str(err))
+    if args.preflight:
+        r = preflight(args.out, args.device, args.width or 1.0, args.preflight_steps)
+        print(f"recommended: python -m abn.campaign --concurrency {r['recommended_concurrency']}")
+        return
+    if not launched_by_torchrun():  # torchrun's ranks: the plan was printed before the launch
+        print(f"Campaign plan ({args.profile} profile, results in {args.out}):")
+        print(table.to_string())
+        print(f"{table['missing'].sum()} of {table['runs'].sum()} runs to go.", flush=True)
+        if args.dry_run:
+            return
+    if args.concurrency > 1 and not launched_by_torchrun():
+        sys.exit(relaunch(args.concurrency, argv))
+    save = {run_name(c) for s in stages for c in stage_configs(s, args)
+            if (c.model, c.seed) in s.save_trained}
+    run_sweep(p, args, configs, args.out, save)
+
+
+if __name__ == "__main__":
+    main()
