@@ -1,6 +1,6 @@
 """Runs spread over processes started by ``torchrun``: which process am I, on which device.
 
-``abn.sweep`` and ``abn.campaign`` use this to share their runs out when started as
+``abn.sweep`` and ``abn.campaign`` use this to share their runs out when started as::
 
     torchrun --nproc-per-node 8 -m abn.sweep ...            # 8 GPUs of one machine
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
