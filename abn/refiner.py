@@ -395,7 +395,7 @@ def paired_gap(curves: pd.DataFrame, steps: int, column: str = "accuracy") -> pd
     return at["gated"] - at["plain"]
 
 
-def summarize(curves: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
+def spread_over_seeds(curves: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
     """Mean, sample std, min and max over seeds, per model and step."""
     return curves.groupby(["model", "steps"])[column].agg(["mean", "std", "min", "max"])
 
@@ -530,7 +530,7 @@ def steps_figure(curves: pd.DataFrame, trained: int, title: str, column: str = "
                  ceiling: float | None = None) -> go.Figure:
     """``column`` against the number of steps: mean over seeds and the min-to-max band,
     plain and gated, with the trained depth (and the task's ceiling) marked."""
-    at = summarize(curves, column)
+    at = spread_over_seeds(curves, column)
     seeds = curves.seed.nunique()
     fig = go.Figure()
     for kind, color in COLORS.items():

@@ -22,6 +22,7 @@ is missing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import traceback
@@ -34,6 +35,7 @@ from abn.checkpoints import save_trained
 from abn.distributed import World, world
 from abn.models import MODELS
 from abn.results import write_json
+from abn.stats import summary_table
 from abn.train import TrainConfig, add_config_args, config_dict, config_diff, configs_from_args, train
 
 # Settings that change how fast a run goes, not what it computes: a result made with or
@@ -60,7 +62,8 @@ def recorded_config(result: dict) -> dict:
     """The config dict (as :func:`abn.train.config_dict` makes it) a result was trained with."""
     recipe = result.get("recipe") or {}
     cfg = {k: result[k] for k in ("model", "seed", "width", "profile", "protocol") if k in result}
-    return {k: v for k, v in recipe.items() if k in config_dict(TrainConfig())} | cfg
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in recipe.items() if k in fields} | cfg
 
 
 class SweepError(RuntimeError):
@@ -157,21 +160,15 @@ def sweep(configs: list[TrainConfig], out: str | Path, checkpoints: str | Path =
     return paths
 
 
-def summarize(paths: list[Path]) -> str:
-    """The finished runs among ``paths`` as :func:`abn.stats.summary_table` prints them
-    (one line per run where SciPy is missing, as on a bare GPU machine)."""
+def summary_text(paths: list[Path]) -> str:
+    """The finished runs among ``paths`` as a table of :func:`abn.stats.summary_table`."""
     results = [json.loads(p.read_text()) for p in paths if p.exists()]
     if not results:
         return "no finished runs"
-    try:
-        from abn.stats import summary_table  # pandas and SciPy: only for the closing table
-    except ImportError:
-        return "\n".join(f"{p.stem}: final test accuracy {r['final_test_acc']:.2f}%"
-                         for p, r in zip([p for p in paths if p.exists()], results))
-    columns = ["n", "final_test_mean", "final_test_std", "best_test_mean", "final_val_mean"]
+    columns = ["protocol", "n", "final_test_mean", "final_test_std", "best_test_mean",
+               "final_val_mean"]
     table = summary_table(results)
-    table = table[[c for c in ["protocol", *columns] if c in table.columns]]
-    return table.round(2).to_string()
+    return table[[c for c in columns if c in table.columns]].round(2).to_string()
 
 
 def run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -191,7 +188,7 @@ def run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace,
                 print(f"{parser.prog}: {err}", file=sys.stderr, flush=True)
             sys.exit(1)
         if w.rank == 0:
-            print(summarize(paths))
+            print(summary_text(paths))
             print(f"{sum(p.exists() for p in paths)} results in {out}", flush=True)
 
 

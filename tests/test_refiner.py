@@ -178,7 +178,7 @@ def test_compare_is_seeded_and_reads_every_step():
     assert list(gap.index) == [0, 1]
     at4 = curves[curves.steps == 4].set_index(["model", "seed"])["accuracy"]
     assert gap[1] == pytest.approx(at4[("gated", 1)] - at4[("plain", 1)])
-    summary = r.summarize(curves)
+    summary = r.spread_over_seeds(curves)
     assert list(summary.columns) == ["mean", "std", "min", "max"]
 
 
