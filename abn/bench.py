@@ -154,13 +154,18 @@ def check_settings(model: str, width: float, batch_size: int, steps: int | None,
         raise ValueError(f"warmup must be a non-negative integer, got {warmup}.")
 
 
+def default_warmup(device: torch.device) -> int:
+    """Untimed steps before timing: enough for cuDNN autotuning and compilation on a GPU."""
+    return 20 if device.type == "cuda" else 2
+
+
 def bench(model: str = "resnet_s", width: float = 1.0, batch_size: int = 128, steps: int | None = None,
           warmup: int | None = None, device: str | None = None, compile: bool = False) -> dict:
     """Measure both loops; returns the summary dict printed as the JSON line."""
     dev = torch.device(device) if device else default_device()
     check_settings(model, width, batch_size, steps, warmup)
     steps = steps if steps is not None else 100 if dev.type == "cuda" else 8
-    warmup = warmup if warmup is not None else 20 if dev.type == "cuda" else 2
+    warmup = warmup if warmup is not None else default_warmup(dev)
     paper_s = seconds_per_step(paper_loop_step(model, width, batch_size, dev), warmup, steps)
     abn_s = seconds_per_step(abn_step(model, width, batch_size, dev, compile), warmup, steps)
     return {"device": device_name(dev), "model": model, "width": width, "batch_size": batch_size,

@@ -120,7 +120,7 @@ def preflight(out: str | Path, device: str | None = None, width: float = 1.0,
     a time limit keeps what it measured) and returns it."""
     dev = torch.device(device) if device else default_device()
     tag, out = device_tag(dev), Path(out)
-    warmup = 20 if dev.type == "cuda" else 2  # as abn.bench's defaults
+    warmup = bench.default_warmup(dev)
     benches, side = [], []
     result = {"kind": "preflight", "device": device_name(dev),
               "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
