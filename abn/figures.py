@@ -295,9 +295,11 @@ def explorer(stats: GateStats):
 
 # ---------------------------------------------------------------- results over seeds
 
-def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: str | None = None) -> go.Figure:
+def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: str | None = None,
+              subtitle: str | None = None) -> go.Figure:
     """Every seed's accuracy per variant (points over a box), hover shows the seed; one
-    box per group of :func:`abn.stats.group_runs` (a variant in one setup)."""
+    box per group of :func:`abn.stats.group_runs` (a variant in one setup). ``subtitle``
+    (in smaller type, under the title) is where a long label of the runs fits."""
     groups = group_runs(results)
     several = len({setup for setup, _ in groups}) > 1
     fig = go.Figure()
@@ -307,14 +309,32 @@ def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: st
         fig.add_trace(go.Box(y=[seeds[s][metric] for s in ss], name=label, boxpoints="all",
                              jitter=0.4, pointpos=0, customdata=ss, showlegend=False,
                              hovertemplate="%{x}<br>seed %{customdata}: %{y:.2f}%<extra></extra>"))
-    fig.update_layout(title=title or f"{metric} per seed", yaxis_title="accuracy (%)", height=430)
+    fig.update_layout(title=dict(text=title or f"{metric} per seed",
+                                 subtitle=dict(text=subtitle, font_size=11)),
+                      yaxis_title="accuracy (%)", height=430)
     return fig
 
 
 def styled_table(table: pd.DataFrame, caption: str):
-    """:func:`abn.stats.comparison_table` for reading: two decimals, thousands separators
-    for parameters and images/s, a dash for what is missing, a caption."""
-    numeric = table.select_dtypes("number").columns
-    fmt = {c: "{:.2f}" for c in numeric if c not in ("params", "n")}
-    fmt.update({"params": "{:,}", "train images/s": "{:,.0f}"})
-    return table.style.format(fmt, na_rep="–").set_caption(caption)
+    """:func:`abn.stats.comparison_table` for reading, narrow enough for a page column:
+    the test accuracy as ``mean ± std``, each interval as one ``[low, high]`` cell,
+    signed differences, thousands separators, a dash for what is missing, a caption."""
+    def num(v: float, fmt: str = "{:.2f}") -> str:
+        return "–" if pd.isna(v) else fmt.format(v)
+
+    def interval(low: pd.Series, high: pd.Series) -> list[str]:
+        return ["–" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(low, high)]
+
+    delta = next(c for c in table.columns if c.startswith("Δ vs "))
+    view = table[[c for c in ("protocol",) if c in table.columns]].copy()
+    view["params"] = table["params"].map("{:,}".format)
+    view["n"] = table["n"]
+    view["test acc. (mean ± std)"] = [f"{m:.2f} ± {num(s)}" for m, s in zip(table["mean"], table["std"])]
+    view["val. acc."] = table["val mean"].map(num)
+    view["best epoch (paper-style)"] = table["best-epoch mean (paper-style)"].map(num)
+    view[delta] = table[delta].map(lambda v: num(v, "{:+.2f}"))
+    for kind in ("t-CI", "bootstrap"):
+        low = next(c for c in table.columns if c.endswith(f" {kind} low"))
+        view[low.removesuffix(" low")] = interval(table[low], table[low.replace(" low", " high")])
+    view["train images/s"] = table["train images/s"].map(lambda v: num(v, "{:,.0f}"))
+    return view.style.set_caption(caption)

@@ -174,8 +174,12 @@ def test_seed_plot():
     fig = figures.seed_plot(RESULTS)
     assert [t.name for t in fig.data] == ["resnet_s", "resnet_dmb"]
     assert list(fig.data[0].y) == S_ACC and list(fig.data[0].customdata) == [0, 1, 2, 3, 4]
+    titled = figures.seed_plot(RESULTS, title="accuracy", subtitle="which runs").layout.title
+    assert (titled.text, titled.subtitle.text) == ("accuracy", "which runs")
     styled = figures.styled_table(stats.comparison_table(RESULTS), "caption").to_html()
-    assert "<caption>caption</caption>" in styled and ">0.16<" in styled and ">90.26<" in styled
+    assert "<caption>caption</caption>" in styled and ">+0.16<" in styled
+    assert ">90.26 ± 0.44<" in styled and ">[-0.13, +0.45]<" in styled  # DMB: mean ± std, t-CI
+    assert ">90.10 ± 0.22<" in styled and ">–<" in styled  # the baseline has no difference
 
 
 def test_protocol_is_always_in_the_tables():
