@@ -4,9 +4,10 @@ The static checks in test_book.py cannot see whether JavaScript ran: a page with
 its tags can still show blank figures, raw ``\\(...\\)`` math or empty widgets. Here a
 real browser opens each built page offline (the chapters, both appendices and the
 generated API pages) and checks what a reader sees: the title, drawn plotly figures that
-respond to their own sliders and buttons, typeset math, rendered widgets, no JavaScript
-errors, and not one request to the network. A screenshot of each page goes to
-``_build/screenshots/<page>.png`` (API pages: ``_build/screenshots/api/``).
+respond to their own sliders and buttons, typeset math, rendered widgets, code and outputs
+that fit the text column (no sideways scrolling at 1200 px), no JavaScript errors, and not
+one request to the network. A screenshot of each page goes to
+``_build/screenshots/<page>.jpg`` (API pages: ``_build/screenshots/api/``).
 
 Needs Chromium from the system (Debian: ``apt-get install -y chromium``) and the Python
 ``playwright`` package, which drives that Chromium; playwright's own browser download
@@ -68,6 +69,11 @@ STATUS_JS = """async () => {
     math_typeset: [...document.querySelectorAll('.math')].filter(m => m.querySelector('mjx-container')).length,
     math_errors: count('mjx-merror'),
     error_outputs: count('.output.error, .output.traceback'),
+    // code cells and outputs a reader would have to scroll sideways in
+    code_scrolling: [...document.querySelectorAll('div.cell_input pre')]
+      .filter(p => p.scrollWidth > p.clientWidth + 1).length,
+    outputs_scrolling: [...document.querySelectorAll('div.cell_output')]
+      .filter(o => o.scrollWidth > o.clientWidth + 1).length,
   };
 }"""
 
@@ -143,7 +149,7 @@ def render(page: Page, screenshot: Path) -> dict:
         pass
     status = page.evaluate(STATUS_JS)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=screenshot, full_page=True)
+    page.screenshot(path=screenshot, full_page=True, quality=80)  # JPEG: half the time of PNG
     return status
 
 
@@ -183,7 +189,7 @@ def test_chapter_renders_offline(browser: Browser, built_html: Path, chapter: st
     log = PageLog()
     page = open_offline(browser, built_html / f"{chapter}.html", log)
     try:
-        status = render(page, SCREENSHOTS / f"{Path(chapter).name}.png")
+        status = render(page, SCREENSHOTS / f"{Path(chapter).name}.jpg")
 
         title = chapter_title(chapter_source(chapter))
         assert title in status["h1"], f"title {title!r} not among the page's <h1>s {status['h1']}"
@@ -192,6 +198,8 @@ def test_chapter_renders_offline(browser: Browser, built_html: Path, chapter: st
         assert status["math_typeset"] == status["math"], f"math not typeset: {status}"
         assert status["math_errors"] == 0, f"MathJax reports TeX errors: {status}"
         assert status["widgets_drawn"] == status["widget_views"], f"widgets not rendered: {status}"
+        assert status["code_scrolling"] == 0, f"code cells scroll sideways at {VIEWPORT}: {status}"
+        assert status["outputs_scrolling"] == 0, f"outputs scroll sideways at {VIEWPORT}: {status}"
 
         for index, gd in enumerate(page.query_selector_all(".plotly-graph-div")):
             before = gd.evaluate(SNAPSHOT_JS)
@@ -225,7 +233,7 @@ def test_api_pages_render_offline(browser: Browser, built_html: Path) -> None:
         log = PageLog()
         page = open_offline(browser, path, log)
         try:
-            status = render(page, SCREENSHOTS / "api" / f"{path.stem}.png")
+            status = render(page, SCREENSHOTS / "api" / f"{path.stem}.jpg")
             documented = page.evaluate("document.querySelectorAll('dl.py').length")
         finally:
             page.context.close()
