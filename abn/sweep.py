@@ -36,7 +36,8 @@ from abn.distributed import World, world
 from abn.models import MODELS
 from abn.results import write_json
 from abn.stats import summary_table
-from abn.train import TrainConfig, add_config_args, config_dict, config_diff, configs_from_args, train
+from abn.train import (TrainConfig, add_config_args, checkpoint_folder, config_dict, config_diff,
+                       configs_from_args, train)
 
 # Settings that change how fast a run goes, not what it computes: a result made with or
 # without them counts as done.
@@ -194,7 +195,8 @@ def run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
     """Where a sweep writes (shared with ``python -m abn.campaign``)."""
-    p.add_argument("--checkpoints", default="checkpoints", help="folder for per-epoch checkpoints")
+    p.add_argument("--checkpoints", default=checkpoint_folder(),
+                   help="folder for per-epoch checkpoints (default: $ABN_CHECKPOINTS or checkpoints)")
     p.add_argument("--keep-checkpoints", action="store_true")
 
 

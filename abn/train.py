@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -290,6 +291,14 @@ def result_record(run: Run, wall_s: float, command: str | None = None) -> dict:
         "train_images_per_s": len(run.train_loader.images) * len(hist) / train_s,
         "provenance": provenance(run.device, command),
     }
+
+
+def checkpoint_folder(default: str | Path = "checkpoints") -> Path:
+    """Where training checkpoints go: ``$ABN_CHECKPOINTS`` when it is set, else ``default``.
+
+    The tests give each book build a fresh folder this way, so a chapter never resumes a
+    run that an earlier build (of other code) left behind."""
+    return Path(os.environ.get("ABN_CHECKPOINTS") or default)
 
 
 def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Path | None = None,
