@@ -13,6 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,6 +163,7 @@ def execute_chapter(path: Path, timeout: int = 900) -> ChapterRun:
 
     ``timeout`` is per cell, as in the book build. A failing cell, a timeout or a dead
     kernel is returned as the run's ``failure``, with the failing cell and the error.
+    Training checkpoints go to a fresh folder, so nothing is resumed from an earlier run.
     """
     notebook = jupytext.read(path)
     client = NotebookClient(
@@ -168,7 +174,7 @@ def execute_chapter(path: Path, timeout: int = 900) -> ChapterRun:
     )
     failure = None
     start = time.perf_counter()
-    with chapter_environment():
+    with tempfile.TemporaryDirectory() as fresh, chapter_environment(ABN_CHECKPOINTS=fresh):
         try:
             client.execute()
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
@@ -202,6 +208,65 @@ def chapter_from_build(chapter: str, build: BookBuild) -> ChapterRun:
     if skipped:
         return ChapterRun(notebook, seconds, f"{name}: code cells {skipped} were not executed by the build")
     return ChapterRun(notebook, seconds)
+
+
+class BackgroundBuild:
+    """``jupyter-book build`` of the whole book in quick mode, run in the background.
+
+    conftest.py starts it as soon as the tests are collected, so the unit tests run while
+    the chapters execute; :meth:`wait` is what the ``book_build`` fixture returns.
+    ``--all`` re-reads (and so re-executes) every chapter even if its source is unchanged;
+    without it Sphinx would reuse pages from an earlier build, possibly in another mode.
+    A chapter that raises is a warning, so the build still renders every other page and
+    then exits non-zero. The log is kept in ``_build/book_build.log``.
+    """
+
+    LOG = BUILD / "book_build.log"
+    CHECKPOINTS = BUILD / "checkpoints"  # the build's own $ABN_CHECKPOINTS
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0  # time.time() at the start: executed notebooks must be newer
+        self._start = 0.0
+        self._result: BookBuild | None = None
+
+    def start(self, **env: str) -> None:
+        """Start the build (once) with ``CHAPTER_ENV`` and ``env`` added to os.environ."""
+        if self.process is not None:
+            return
+        BUILD.mkdir(exist_ok=True)
+        shutil.rmtree(self.CHECKPOINTS, ignore_errors=True)  # chapters 6 and 7 train afresh
+        env = {"ABN_CHECKPOINTS": str(self.CHECKPOINTS), **env}
+        jupyter_book = Path(sys.executable).parent / "jupyter-book"
+        command = [str(jupyter_book), "build", str(REPO), "--all", "-W", "--keep-going"]
+        self.started, self._start = time.time(), time.perf_counter()
+        with self.LOG.open("w", encoding="utf-8") as log:  # the child keeps its own handle
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env={**os.environ, **CHAPTER_ENV, **env}, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)  # its own group: stop()
+
+    def wait(self) -> BookBuild:
+        """Wait for the build to finish; record and return its outcome."""
+        if self._result is None:
+            self.start()
+            returncode = self.process.wait()
+            seconds = time.perf_counter() - self._start
+            log = strip_ansi(self.LOG.read_text(encoding="utf-8", errors="replace"))
+            self.LOG.write_text(log, encoding="utf-8")
+            execution = read_execution_report()
+            executing = sum(float(r.get("runtime") or 0.0) for r in execution.values())
+            record_time("jupyter-book build", seconds)
+            record_time("jupyter-book build: executing chapters", executing)
+            print(f"\njupyter-book build: {seconds:.1f} s (executing chapters {executing:.1f} s), "
+                  f"exit {returncode}")
+            self._result = BookBuild(returncode, log, seconds, HTML, self.started, execution)
+        return self._result
+
+    def stop(self) -> None:
+        """End a build still running (the session stopped early): it and its kernels."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait()
 
 
 def read_execution_report(path: Path = EXECUTION_REPORT) -> dict[str, dict]:

@@ -1,7 +1,6 @@
 """``abn.sweep`` under torchrun (2 processes, gloo on the CPU): every run done exactly once,
 the same results as one process, nothing lost when a rank dies or a run fails."""
 
-import json
 import os
 import re
 import signal

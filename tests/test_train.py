@@ -21,17 +21,6 @@ def without_timing(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
 
 
-def test_quick_run_learns_far_above_chance():
-    """The quick profile on a real CIFAR-10 slice: >= 45% test accuracy (chance: 10%)."""
-    run = train(TrainConfig.from_profile("quick", model="resnet_s"), progress=False)
-    r = run.result
-    print(f"quick run: {r['final_test_acc']:.2f}% in {r['wall_s']:.1f}s "
-          f"({r['train_images_per_s']:.0f} img/s)")
-    assert r["final_test_acc"] >= 45.0
-    assert len(r["history"]) == profiles.QUICK.epochs
-    assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]
-
-
 def test_interrupted_run_resumes_to_identical_weights_and_history(tmp_path):
     cfg = TrainConfig(**TINY)
     whole = train(cfg, checkpoint=tmp_path / "whole.pt", progress=False)
