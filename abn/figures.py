@@ -181,7 +181,8 @@ def entropy_figure(stats: GateStats) -> go.Figure:
                                  arrayminus=_rounded(mean - q[:, 0])))
     k = stats.alpha[stats.layers[0]].shape[1]
     fig.add_hline(y=1 / k, line=dict(color="grey", dash="dot"), annotation_text=f"1/K = {1 / k:.2f}")
-    fig.update_layout(barmode="group", height=380, yaxis=dict(range=[0, 1.05]),
+    fig.update_layout(barmode="group", height=380,
+                      yaxis=dict(range=[0, 1.05], title="mean over test images (0 to 1)"),
                       title="How decisive the bias-bank weights α are (bars: 10th to 90th percentile)")
     return fig
 
