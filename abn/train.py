@@ -389,11 +389,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="resnet_dmb", help="model name (python -m abn.models lists them)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the result JSON here")
-    p.add_argument("--checkpoint", help="checkpoint path (default: checkpoints/<out name>.pt)")
+    p.add_argument("--checkpoint", help="checkpoint path (default: <$ABN_CHECKPOINTS or "
+                                        "checkpoints>/<out name>.pt)")
     add_config_args(p)
     args = p.parse_args(argv)
     cfg, = configs_from_args(p, args, [args.model], [args.seed])
-    ckpt = args.checkpoint or (f"checkpoints/{Path(args.out).stem}.pt" if args.out else None)
+    ckpt = args.checkpoint or (checkpoint_folder() / f"{Path(args.out).stem}.pt" if args.out else None)
     result = train(cfg, out=args.out, checkpoint=ckpt, device=args.device,
                    progress=not args.no_progress).result
     print(f"{cfg.model}: {result['params']:,} parameters, final test accuracy "

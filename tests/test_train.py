@@ -1,15 +1,21 @@
-"""The trainer: learns for real, resumes exactly, writes results with provenance."""
+"""The trainer: resumes exactly, writes results with provenance, refuses bad configs.
+
+That the quick profile learns (>= 45% test accuracy) is checked on chapter 6's run of it
+in the book build: tests/test_chapters.py::test_quick_profile_learns_far_above_chance.
+"""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from abn import profiles, provenance
 from abn.data import CIFAR10_STD, OFTEN_COPIED_STD, load_splits
-from abn.train import Run, TrainConfig, config_dict, config_diff, result_record, train
+from abn.train import Run, TrainConfig, checkpoint_folder, config_dict, config_diff, result_record, train
 
 TINY = dict(model="resnet_dmb", width=0.125, epochs=3, batch_size=64, train_subset=512, val_size=256,
             test_subset=256, profile="quick")
@@ -50,9 +56,11 @@ def test_cli_writes_result_with_provenance(tmp_path):
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "abn.train", "--model", "resnet_s", "--profile", "quick", "--epochs", "1",
            "--width", "0.125", "--train-subset", "256", "--val-size", "128", "--test-subset", "128",
-           "--seed", "3", "--out", str(out), "--checkpoint", str(tmp_path / "r.pt")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+           "--seed", "3", "--out", str(out)]
+    env = os.environ | {"ABN_CHECKPOINTS": str(tmp_path / "ck")}  # the default checkpoint folder
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "ck" / "r.pt").exists()
     r = json.loads(out.read_text())
     assert r["model"] == "resnet_s" and r["seed"] == 3 and r["profile"] == "quick" and r["width"] == 0.125
     assert r["recipe"]["lr"] == 0.1 and r["recipe"]["weight_decay"] == 5e-4 and r["recipe"]["batch_size"] == 128
@@ -62,6 +70,13 @@ def test_cli_writes_result_with_provenance(tmp_path):
     assert prov["device_type"] == "cpu" and prov["torch"] == torch.__version__
     assert prov["date_utc"].endswith("+00:00") and "abn.train" in prov["command"] and "--seed 3" in prov["command"]
     assert "git_commit" in prov and (prov["git_commit"] is None or len(prov["git_commit"]) >= 40)
+
+
+def test_checkpoint_folder_is_abn_checkpoints_else_the_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("ABN_CHECKPOINTS", raising=False)
+    assert checkpoint_folder() == Path("checkpoints") and checkpoint_folder("../ck") == Path("../ck")
+    monkeypatch.setenv("ABN_CHECKPOINTS", str(tmp_path))
+    assert checkpoint_folder("../ck") == tmp_path
 
 
 @pytest.mark.parametrize("change, message", [
