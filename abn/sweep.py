@@ -59,6 +59,13 @@ def run_name(cfg: TrainConfig) -> str:
     return "_".join(parts)
 
 
+def checkpoint_file(cfg: TrainConfig, default_folder: str | Path = "checkpoints") -> Path:
+    """The training checkpoint of ``cfg``'s run under the name a sweep gives it,
+    ``<folder>/<run_name>.pt``, in :func:`abn.train.checkpoint_folder` (``$ABN_CHECKPOINTS``,
+    else ``default_folder``): chapter 7 finds chapter 6's run this way."""
+    return checkpoint_folder(default_folder) / f"{run_name(cfg)}.pt"
+
+
 def recorded_config(result: dict) -> dict:
     """The config dict (as :func:`abn.train.config_dict` makes it) a result was trained with."""
     recipe = result.get("recipe") or {}

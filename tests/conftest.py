@@ -37,6 +37,12 @@ def _reads_the_build(item: pytest.Item) -> bool:
     return bool({"book_build", "built_html", "chapter_run"} & set(getattr(item, "fixturenames", ())))
 
 
+def builds_the_book(items: list[pytest.Item]) -> bool:
+    """True when this session builds the book anyway (a selected test uses ``book_build``,
+    as in a full run); chapter tests then read the build instead of running chapters."""
+    return any("book_build" in item.fixturenames for item in items)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that read the book build go last, so every other test runs during the build."""
     items.sort(key=_reads_the_build)  # stable: the order within each part is kept
@@ -55,7 +61,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     if session.config.option.collectonly:
         return
-    if not any("book_build" in item.fixturenames for item in session.items):
+    if not builds_the_book(session.items):
         return
     threads = max(1, (os.cpu_count() or 2) // 2)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the subprocesses tests start
@@ -106,7 +112,7 @@ def chapter_run(request: pytest.FixtureRequest) -> Callable[[str], ChapterRun]:
     only chapter tests are selected, each selected chapter is executed on its own, so
     checking one chapter does not cost a whole book build.
     """
-    if any("book_build" in item.fixturenames for item in request.session.items):
+    if builds_the_book(request.session.items):
         build: BookBuild = request.getfixturevalue("book_build")
         return lambda chapter: chapter_from_build(chapter, build)
     return lambda chapter: execute_chapter(chapter_source(chapter))

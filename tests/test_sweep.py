@@ -6,12 +6,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from abn import sweep
-from abn.sweep import ResultMismatch, is_done, run_name
+from abn.sweep import ResultMismatch, checkpoint_file, is_done, run_name
 from abn.train import Run, TrainConfig, config_dict
 
 TINY = ["--profile", "quick", "--width", "0.125", "--epochs", "3", "--batch-size", "64",
@@ -106,3 +107,11 @@ def test_a_result_of_another_config_is_an_error_not_a_skip(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("python -m abn.sweep: error: ") and path.name in err
+
+
+def test_checkpoint_file_is_the_run_name_in_the_checkpoint_folder(monkeypatch, tmp_path):
+    cfg = TrainConfig.from_profile("quick", model="resnet_dmb", seed=2)
+    monkeypatch.delenv("ABN_CHECKPOINTS", raising=False)
+    assert checkpoint_file(cfg, "../ck") == Path("../ck") / "resnet_dmb_seed2_quick.pt"
+    monkeypatch.setenv("ABN_CHECKPOINTS", str(tmp_path))
+    assert checkpoint_file(cfg, "../ck") == tmp_path / "resnet_dmb_seed2_quick.pt"
