@@ -29,6 +29,11 @@ from notebook_runner import (
 # The book's own Sphinx extensions (book/_ext), which some tests import (api_pages).
 sys.path.insert(0, str(REPO / "book" / "_ext"))
 
+# A relative ABN_DATA (the README's ../shared/data) means relative to where pytest was
+# started, but the chapters run in book/: hand them, and every test, the absolute path.
+if os.environ.get("ABN_DATA"):
+    os.environ["ABN_DATA"] = os.path.abspath(os.environ["ABN_DATA"])
+
 BUILD_IN_BACKGROUND = BackgroundBuild()
 
 
