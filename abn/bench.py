@@ -67,7 +67,7 @@ def paper_loop_step(model_name: str, width: float, batch_size: int, device: torc
                                          pin_memory=device.type == "cuda", drop_last=True,
                                          persistent_workers=workers > 0)
     torch.manual_seed(0)
-    model = build_model(model_name, width).to(device)
+    model = build_model(model_name, width, seed=0).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     batches = _forever(loader)
 

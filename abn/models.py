@@ -178,11 +178,51 @@ MODELS: dict[str, Callable[..., ResNet]] = {
 }
 
 
-def build_model(name: str, width: float = 1.0, **kwargs) -> ResNet:
-    """A model by its name in :data:`MODELS` (what the CLI's ``--model`` takes)."""
+def build_model(name: str, width: float = 1.0, seed: int | None = None, **kwargs) -> ResNet:
+    """A model by its name in :data:`MODELS` (what the CLI's ``--model`` takes).
+
+    With ``seed``, the initialisation depends on the seed alone and *pairs* across
+    variants: every tensor (parameter or buffer) the model shares with ResNet-S at the
+    same width, by name and shape, starts as ResNet-S's does for that seed (see
+    :func:`adopt_shared`); only the modulator's own tensors are drawn apart. Without
+    this, the gate's parameters draw from the same random stream as the backbone, and
+    every conv after the first gate would start differently in ResNet-S and ResNet-DMB.
+    The global random state is left as it was, so nothing after the build depends on the
+    variant. Without ``seed`` the model is drawn from the global stream, as before.
+    """
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
-    return MODELS[name](width=width, **kwargs)
+    if seed is None:
+        return MODELS[name](width=width, **kwargs)
+    with torch.random.fork_rng(devices=[]):  # the caller's stream is restored afterwards
+        torch.manual_seed(seed)
+        model = MODELS[name](width=width, **kwargs)
+        if name != "resnet_s":
+            torch.manual_seed(seed)
+            num_classes = kwargs.get("num_classes", 10)
+            adopt_shared(model, resnet_s(width, num_classes=num_classes))
+    return model
+
+
+def shared_tensors(model: nn.Module, base: nn.Module) -> list[str]:
+    """Names of the state-dict tensors (parameters and buffers) of ``model`` that ``base``
+    has too, with the same shape: what a paired variant shares with ResNet-S."""
+    own, other = model.state_dict(), base.state_dict()
+    return [k for k, v in own.items() if k in other and other[k].shape == v.shape]
+
+
+@torch.no_grad()
+def adopt_shared(model: nn.Module, base: nn.Module) -> list[str]:
+    """Copy into ``model`` every tensor it shares with ``base`` (:func:`shared_tensors`);
+    returns their names. Both are built with PyTorch's default initialisation, whose
+    distribution depends on a tensor's shape only, so a copied tensor is a draw from
+    the distribution it would have had anyway. (One exception: ``resnet_s_wide`` shares
+    only the classifier's bias, whose default bound is 1/sqrt(fan-in): its copy is drawn
+    within ResNet-S's 1/sqrt(256) instead of 1/sqrt(264).)"""
+    names = shared_tensors(model, base)
+    state = base.state_dict()
+    model.load_state_dict({k: state[k] for k in names}, strict=False)
+    return names
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -57,6 +57,17 @@ def command_line() -> str:
     return shlex.join([*head, *sys.argv[1:]])
 
 
+def determinism() -> dict:
+    """The settings that decide whether GPU kernels are reproducible, as they are now:
+    cuDNN's autotuner (``benchmark``: it may pick other kernels on another run), cuDNN's
+    deterministic mode, and ``torch.use_deterministic_algorithms``. abn leaves PyTorch's
+    defaults (no autotuner, nondeterministic kernels allowed): a seed fixes a run's
+    initialisation and data, not the order of a GPU's floating-point atomics."""
+    return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+
+
 def provenance(device: torch.device | str, command: str | None = None) -> dict:
     """The provenance block stored with every result."""
     return {
@@ -64,6 +75,7 @@ def provenance(device: torch.device | str, command: str | None = None) -> dict:
         "device_type": torch.device(device).type,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        "determinism": determinism(),
         "python": platform.python_version(),
         "git_commit": git_commit(),
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -179,8 +179,13 @@ class Run:
         self.train_loader = self._loader(data.train, train=True)
         self.val_loader = self._loader(data.val, train=False) if cfg.val_size else None
         self.test_loader = self._loader(data.test, train=False)
-        torch.manual_seed(cfg.seed)  # model initialisation depends on the seed only
-        self.model = build_model(cfg.model, cfg.width, **cfg.model_kwargs).to(self.device)
+        # The initialisation depends on the seed alone and pairs across variants (every
+        # tensor shared with ResNet-S starts equal); the data order and augmentation come
+        # from the loaders' own (seed, epoch) generators; the global stream is seeded too,
+        # so anything that draws from it later does so alike for every variant.
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, cfg.width, seed=cfg.seed,
+                                 **cfg.model_kwargs).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,

@@ -5,7 +5,8 @@ import torch
 
 from abn import modulators
 from abn.layers import DynamicModulatedConv2d
-from abn.models import ResNet, build_model, count_parameters, evaluating, resnet_dmb, resnet_s
+from abn.models import (MODELS, ResNet, build_model, count_parameters, evaluating, resnet_dmb,
+                        resnet_s, shared_tensors)
 
 
 def test_parameter_counts_equal_the_paper():
@@ -74,3 +75,50 @@ def test_evaluating_restores_the_mode_even_after_an_error():
         with evaluating(model):
             raise RuntimeError("boom")
     assert model.training
+
+
+def modulator_tensor(name: str, variant: ResNet) -> bool:
+    """Whether state-dict tensor ``name`` of ``variant`` belongs to its modulator (a gate,
+    a DMB or gain layer inside conv2, conv2's own bias): what pairing leaves alone."""
+    parts = name.split(".")
+    return (".gate." in f".{name}" or any(p in ("dmb", "gain") for p in parts)
+            or (parts[-2:] == ["conv2", "bias"] and variant.modulator_name != "none"))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_same_seed_pairs_every_tensor_shared_with_resnet_s(name):
+    """For the same seed, every parameter and buffer a variant shares with ResNet-S (same
+    name, same shape) starts identical, however many random numbers its gates draw and
+    wherever they sit; a different seed changes them; the caller's stream is untouched."""
+    width, seed = 0.125, 3
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    base, variant = build_model("resnet_s", width, seed=seed), build_model(name, width, seed=seed)
+    assert torch.equal(torch.get_rng_state(), before)  # nothing after the build depends on it
+    base_state, state = base.state_dict(), variant.state_dict()
+    shared = shared_tensors(variant, base)
+    unshared = [k for k in state if k not in shared]
+    assert not [k for k in shared if not torch.equal(state[k], base_state[k])]
+    if name != "resnet_s_wide":  # the same width: everything but the modulator is shared
+        assert all(modulator_tensor(k, variant) for k in unshared), unshared
+        assert len(shared) == len(base_state)
+    # The seed decides: another seed gives other shared weights (checked on a conv that
+    # comes after the first gate, where a common stream used to drift apart).
+    other = build_model(name, width, seed=seed + 1).state_dict()
+    conv = "fc.weight" if name == "resnet_s_wide" else "layer3.1.conv1.weight"
+    assert conv in shared or name == "resnet_s_wide"
+    assert not torch.equal(other[conv], state[conv])
+    # Building again with the seed reproduces the modulator's own tensors too.
+    again = build_model(name, width, seed=seed).state_dict()
+    assert all(torch.equal(again[k], v) for k, v in state.items())
+
+
+def test_a_common_stream_would_not_pair():
+    """Why build_model takes the seed: seeding once and building from the global stream
+    gives ResNet-S and ResNet-DMB different convs after the first gate."""
+    torch.manual_seed(0)
+    s = resnet_s(width=0.125).state_dict()
+    torch.manual_seed(0)
+    d = resnet_dmb(width=0.125).state_dict()
+    assert torch.equal(s["layer1.0.conv1.weight"], d["layer1.0.conv1.weight"])
+    assert not torch.equal(s["layer1.1.conv1.weight"], d["layer1.1.conv1.weight"])

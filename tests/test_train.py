@@ -70,6 +70,22 @@ def test_cli_writes_result_with_provenance(tmp_path):
     assert prov["device_type"] == "cpu" and prov["torch"] == torch.__version__
     assert prov["date_utc"].endswith("+00:00") and "abn.train" in prov["command"] and "--seed 3" in prov["command"]
     assert "git_commit" in prov and (prov["git_commit"] is None or len(prov["git_commit"]) >= 40)
+    assert prov["determinism"] == {"cudnn_benchmark": False, "cudnn_deterministic": False,
+                                   "deterministic_algorithms": False}  # PyTorch's defaults
+
+
+def test_provenance_records_the_determinism_settings_in_force(monkeypatch):
+    """Each setting is read when the provenance is made, not assumed."""
+    assert provenance.provenance("cpu")["determinism"] == provenance.determinism()
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert provenance.provenance("cpu")["determinism"] == {
+            "cudnn_benchmark": True, "cudnn_deterministic": True, "deterministic_algorithms": True}
+    finally:
+        torch.use_deterministic_algorithms(was)
 
 
 def test_checkpoint_folder_is_abn_checkpoints_else_the_default(monkeypatch, tmp_path):
@@ -180,3 +196,20 @@ def test_checkpoints_from_before_the_protocol_still_resume():
     assert config_diff(now, old) == {}
     paper = config_dict(TrainConfig(**{**TINY, "val_size": 0, "protocol": "paper"}))
     assert config_diff(paper, old) == {"protocol": ("paper", "honest"), "val_size": (0, 256)}
+
+
+def test_a_pair_starts_from_the_same_backbone_and_sees_the_same_batches():
+    """Two runs of one seed, ResNet-S and ResNet-DMB: every tensor they share starts equal,
+    the first training batches (order and augmentation) are identical, and the global
+    random state after building is the same, so nothing later depends on the variant."""
+    runs, states = {}, {}
+    for model in ("resnet_s", "resnet_dmb"):
+        runs[model] = Run(TrainConfig(**{**TINY, "model": model, "seed": 5}), device="cpu")
+        states[model] = torch.get_rng_state()
+    s, d = (runs[m].model.state_dict() for m in ("resnet_s", "resnet_dmb"))
+    assert all(torch.equal(v, d[k]) for k, v in s.items())  # every ResNet-S tensor is in DMB
+    assert torch.equal(states["resnet_s"], states["resnet_dmb"])
+    for run in runs.values():
+        run.train_loader.set_epoch(1)
+    batches = [next(iter(run.train_loader)) for run in runs.values()]
+    assert torch.equal(batches[0][0], batches[1][0]) and torch.equal(batches[0][1], batches[1][1])
