@@ -23,6 +23,35 @@ from abn.models import evaluating
 LOW, HIGH = 0.5, 1.5  # a channel is "turned down" below LOW and "turned up" above HIGH
 
 
+def across_image_cv(m: torch.Tensor) -> torch.Tensor:
+    """Per channel, the coefficient of variation of the gain over images: std / mean of
+    each column of ``m`` (images x channels), std with Bessel's correction.
+
+    This is the part of a DMB gain that reaches the block's output. ``bn2`` follows the
+    modulated conv, and batch norm divides out any positive per-channel constant factor,
+    so what is left of m_c is how it varies from image to image relative to its level:
+    0 means a fixed gain per channel, which ``bn2`` erases; 0.1 means the gain typically
+    moves by 10% of its mean between images. Gates after ``bn2`` (SE, SE-Var3, the
+    query-key gate) also pass their level on, so for them this is only the dynamic part.
+    """
+    if m.dim() != 2 or len(m) < 2:
+        raise ValueError(f"across_image_cv needs m as images x channels with 2 or more images, "
+                         f"got shape {tuple(m.shape)}.")
+    return m.std(dim=0) / m.mean(dim=0)
+
+
+def cv_summary(m: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Per layer: the across-image CV of its channels (:func:`across_image_cv`) as the
+    median, mean, 10th and 90th percentile over channels, and the largest."""
+    rows = []
+    for layer, mm in m.items():
+        cv = across_image_cv(mm)
+        q10, q50, q90 = torch.quantile(cv, torch.tensor([0.1, 0.5, 0.9])).tolist()
+        rows.append(dict(layer=layer, channels=mm.shape[1], median_cv=q50, mean_cv=cv.mean().item(),
+                         p10_cv=q10, p90_cv=q90, max_cv=cv.max().item()))
+    return pd.DataFrame(rows).set_index("layer")
+
+
 def entropy(p: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of each row of a probability matrix; 0 log 0 = 0."""
     return -(p * p.clamp_min(1e-12).log()).sum(dim=-1)
@@ -80,6 +109,8 @@ def layer_summary(m: dict[str, torch.Tensor], alpha: dict[str, torch.Tensor]) ->
 
     ``image_std`` is the standard deviation of a channel's m over images, averaged over
     channels: near 0, the gate is a fixed per-channel scale; larger, it depends on the input.
+    ``image_cv`` is that standard deviation divided by the channel's mean m, averaged over
+    channels (:func:`across_image_cv`): the part of a DMB gain that survives ``bn2``.
     """
     rows = []
     for layer, mm in m.items():
@@ -91,6 +122,7 @@ def layer_summary(m: dict[str, torch.Tensor], alpha: dict[str, torch.Tensor]) ->
             share_below=(mm < LOW).float().mean().item(), share_above=(mm > HIGH).float().mean().item(),
             min_m=mm.min().item(), max_m=mm.max().item(),
             image_std=mm.std(dim=0).mean().item() if len(mm) > 1 else 0.0,
+            image_cv=across_image_cv(mm).mean().item() if len(mm) > 1 else 0.0,
             alpha_entropy=(entropy(a) / math.log(k)).mean().item() if k > 1 else 0.0,
             alpha_max=a.max(dim=1).values.mean().item()))
     return pd.DataFrame(rows).set_index("layer")
