@@ -306,6 +306,11 @@ def checkpoint_folder(default: str | Path = "checkpoints") -> Path:
     return Path(os.environ.get("ABN_CHECKPOINTS") or default)
 
 
+def _tqdm_disabled() -> bool:
+    """True when ``$TQDM_DISABLE`` asks for no progress bar (set and not 0 or false)."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false")
+
+
 def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Path | None = None,
           device: torch.device | str | None = None, progress: bool = True,
           on_epoch_end: Callable[[Run], None] | None = None, command: str | None = None) -> Run:
@@ -324,8 +329,11 @@ def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Pat
         print(f"resumed {cfg.model} seed {cfg.seed} from {ckpt} after epoch {run.epoch}", flush=True)
     t0 = time.perf_counter() - sum(r["seconds"] for r in run.history)
     steps = len(run.train_loader)
+    # The printed line per epoch stays; the live bar goes where no one can watch it: the
+    # book build sets TQDM_DISABLE=1 (book/_ext/offline_book.py), since in a static page
+    # the bar is a frozen widget. (tqdm's own reading of the variable misses the widget.)
     bar = tqdm(total=cfg.epochs * steps, initial=run.epoch * steps, unit="step", mininterval=1.0,
-               desc=f"{cfg.model} seed {cfg.seed}") if progress else None
+               desc=f"{cfg.model} seed {cfg.seed}", disable=_tqdm_disabled()) if progress else None
     while run.epoch < cfg.epochs:
         row = run.train_epoch(bar)
         if bar is not None:

@@ -38,7 +38,8 @@ EXECUTED = BUILD / "jupyter_execute"  # where myst-nb writes each executed noteb
 EXECUTION_REPORT = BUILD / "execution.json"  # written by book/_ext/execution_report.py
 
 # The environment every chapter runs under in the tests and in the book build.
-CHAPTER_ENV = {"ABN_PROFILE": "quick", "PLOTLY_RENDERER": "notebook"}
+# (book/_ext/offline_book.py sets the last two in the build; TQDM_DISABLE: no frozen bars.)
+CHAPTER_ENV = {"ABN_PROFILE": "quick", "PLOTLY_RENDERER": "notebook", "TQDM_DISABLE": "1"}
 _SOURCE_SUFFIXES = (".ipynb", ".md")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

@@ -12,6 +12,13 @@ What it does, and why:
   figure (a second MathJax beside the book's own, and a CDN request that fails offline).
   Pages with figures are rewritten to drop both and load ``_static/plotly.min.js``, which
   is written from the installed plotly package, so its version always matches plotly.py.
+* **figures in the dark theme.** ``book/_vendor/shims/plotly-theme.js``, loaded after
+  plotly.js, draws the figures with a dark variant of their template while the page is
+  dark (transparent paper, light text), and redraws them when the reader switches.
+* **no frozen progress bars.** ``TQDM_DISABLE=1`` in the kernels' environment: a tqdm
+  widget in a static page is a bar stuck at its last state, and it alone would make
+  myst-nb load the 3.5 MB widget manager on the page. ``abn.train`` prints a line per
+  epoch either way.
 * **duplicate inline scripts.** With Sphinx 7, sphinx-thebe and sphinx-togglebutton
   register their inline configuration scripts twice per page; the second
   ``const THEBE_JS_URL`` throws a SyntaxError in every page. Keep the first copy only.
@@ -27,6 +34,8 @@ from typing import Any
 from sphinx.application import Sphinx
 
 PLOTLY_JS = "plotly.min.js"  # relative to the built book's _static/ folder
+# Ours (book/_vendor/shims/): figures follow the page's light/dark theme.
+PLOTLY_THEME_JS = "shims/plotly-theme.js"
 
 # The bundle the `notebook` renderer inlines: "<script>/**\n* plotly.js v4.1.1 ...</script>".
 _INLINE_BUNDLE = re.compile(r"<script[^>]*>\s*/\*\*\s*\*\s*plotly\.js v.*?</script>", re.S)
@@ -60,6 +69,7 @@ def _on_page(app: Sphinx, pagename: str, templatename: str, context: dict[str, A
     # Called inside html-page-context, add_js_file applies to this page only. A plain
     # (not async/defer) script in <head> is loaded before the figures' inline scripts run.
     app.add_js_file(PLOTLY_JS)
+    app.add_js_file(PLOTLY_THEME_JS)  # after plotly.js, before the figures are drawn
 
 
 def _write_plotly_js(app: Sphinx, exception: Exception | None) -> None:
@@ -79,6 +89,9 @@ def setup(app: Sphinx) -> dict[str, Any]:
     """Select plotly's ``notebook`` renderer for the kernels and register the page hooks."""
     # Forced, not setdefault: the page rewriting above relies on this renderer's output.
     os.environ["PLOTLY_RENDERER"] = "notebook"
+    # A progress bar in a static page is a frozen widget (and loads the widget manager):
+    # abn.train prints one line per epoch instead.
+    os.environ["TQDM_DISABLE"] = "1"
     app.connect("html-page-context", _on_page)
     app.connect("build-finished", _write_plotly_js)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
