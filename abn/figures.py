@@ -339,3 +339,111 @@ def styled_table(table: pd.DataFrame, caption: str):
         view[low.removesuffix(" low")] = interval(table[low], table[low.replace(" low", " high")])
     view["train images/s"] = table["train images/s"].map(lambda v: num(v, "{:,.0f}"))
     return view.style.set_caption(caption)
+
+
+# ---------------------------------------------------------------- where each gate sits
+
+_DMB_COLOR, _AFTER_COLOR, _BN_COLOR = "#4c78a8", "#e45756", "#9d755d"
+
+
+def block_diagram(highlight: str = "all") -> str:
+    """HTML (an inline SVG) of a BasicBlock's residual branch and where each gate reads
+    and writes relative to ``bn2``: DMB reads conv2's input and scales conv2's output
+    *before* bn2; SE and SE-Var3 read and scale the branch *after* bn2; the query-key gate
+    reads the shortcut and the branch after bn2 and scales the branch.
+
+    Drawn top to bottom so that it stays legible at a phone's 390 px; the background is
+    transparent and free text and lines use ``currentColor``, so it follows the page's
+    light or dark theme. ``highlight``: "all", "dmb" or "after" (the other gates faint).
+    """
+    if highlight not in ("all", "dmb", "after"):
+        raise ValueError(f"highlight must be 'all', 'dmb' or 'after', got {highlight!r}.")
+    faint = {"dmb": highlight == "after", "after": highlight == "dmb"}
+
+    def box(x, y, w, h, text, color="currentColor", fill_opacity=0.12, opacity=1.0, bold=False):
+        weight = ' font-weight="bold"' if bold else ""
+        lines = text.split("\n")
+        spans = "".join(f'<tspan x="{x + w / 2}" dy="{0 if i == 0 else 15}">{t}</tspan>'
+                        for i, t in enumerate(lines))
+        ty = y + h / 2 + 4.5 - 7.5 * (len(lines) - 1)
+        return (f'<g opacity="{opacity}"><rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" '
+                f'fill="{color}" fill-opacity="{fill_opacity}" stroke="{color}" stroke-width="1.5"/>'
+                f'<text x="{x + w / 2}" y="{ty}" text-anchor="middle"{weight}>{spans}</text></g>')
+
+    def arrow(x1, y1, x2, y2, color="currentColor", dash=False, opacity=1.0):
+        d = ' stroke-dasharray="4 3"' if dash else ""
+        return (f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{color}" stroke-width="1.6"'
+                f' marker-end="url(#abn-arrow)"{d} opacity="{opacity}"/>')
+
+    def label(x, y, text, color="currentColor", anchor="start", size=12, opacity=1.0):
+        return (f'<text x="{x}" y="{y}" fill="{color}" font-size="{size}" text-anchor="{anchor}" '
+                f'opacity="{opacity}">{text}</text>')
+
+    cx, bw = 105, 150  # main column centre and box width
+    left = cx - bw / 2
+    gx, gw = 203, 132  # gate column
+    dmb_o = 0.25 if faint["dmb"] else 1.0
+    aft_o = 0.25 if faint["after"] else 1.0
+    parts = [
+        '<defs><marker id="abn-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'fill="context-stroke"/></marker></defs>',
+        box(left, 8, bw, 28, "block input x"),
+        arrow(cx, 36, cx, 54),
+        box(left, 56, bw, 28, "conv1 → bn1 → ReLU"),
+        # DMB reads conv2's input
+        arrow(cx, 84, cx, 126),
+        f'<circle cx="{cx}" cy="102" r="3.5" fill="{_DMB_COLOR}" opacity="{dmb_o}"/>',
+        arrow(cx, 102, gx, 102, _DMB_COLOR, opacity=dmb_o),
+        box(gx, 86, gw, 44, "DMB gate m from\nGAP(conv2 input)", _DMB_COLOR, opacity=dmb_o),
+        box(left, 128, bw, 28, "conv2"),
+        arrow(cx, 156, cx, 174),
+        box(left, 176, bw, 28, "× m", _DMB_COLOR, opacity=1.0, bold=True),
+        arrow(gx + gw / 2, 130, gx + gw / 2, 190, _DMB_COLOR, opacity=dmb_o),
+        f'<line x1="{gx + gw / 2}" y1="190" x2="{left + bw + 2}" y2="190" stroke="{_DMB_COLOR}" '
+        f'stroke-width="1.6" marker-end="url(#abn-arrow)" opacity="{dmb_o}"/>',
+        arrow(cx, 204, cx, 222),
+        box(left, 224, bw, 40, "bn2\nerases constant gains", _BN_COLOR, fill_opacity=0.25, bold=True),
+        arrow(cx, 264, cx, 318),
+        label(cx - 8, 292, "δ", anchor="end", size=14),
+        # SE / SE-Var3 / QK read the branch after bn2 (QK also the shortcut)
+        f'<circle cx="{cx}" cy="284" r="3.5" fill="{_AFTER_COLOR}" opacity="{aft_o}"/>',
+        arrow(cx, 284, gx, 284, _AFTER_COLOR, opacity=aft_o),
+        box(gx, 268, gw, 44, "SE, SE-Var3: g(δ)\nQK: g(h, δ)", _AFTER_COLOR,
+            opacity=aft_o),
+        box(left, 320, bw, 28, "× g", _AFTER_COLOR, opacity=aft_o, bold=True),
+        arrow(gx + gw / 2, 312, gx + gw / 2, 334, _AFTER_COLOR, opacity=aft_o),
+        f'<line x1="{gx + gw / 2}" y1="334" x2="{left + bw + 2}" y2="334" stroke="{_AFTER_COLOR}" '
+        f'stroke-width="1.6" marker-end="url(#abn-arrow)" opacity="{aft_o}"/>',
+        arrow(cx, 348, cx, 370),
+        box(left, 372, bw, 28, "h + δ → ReLU"),
+        # the shortcut h, down the right edge; QK reads it
+        f'<polyline points="{cx + 40},36 {cx + 40},44 354,44 354,386 {left + bw + 2},386" '
+        'fill="none" stroke="currentColor" stroke-width="1.6" marker-end="url(#abn-arrow)"/>',
+        label(348, 60, "shortcut h", anchor="end", size=11),
+        arrow(354, 300, gx + gw + 1, 300, _AFTER_COLOR, dash=True, opacity=aft_o),
+        label(350, 262, "QK also reads h", _AFTER_COLOR, anchor="end", size=11, opacity=aft_o),
+    ]
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 360 408" role="img" '
+           f'aria-label="Where each gate reads and writes in a ResNet block, relative to bn2" '
+           f'style="width:100%;max-width:460px;height:auto;background:transparent" '
+           f'font-family="sans-serif" font-size="12" fill="currentColor">{"".join(parts)}</svg>')
+    return f'<div class="abn-block-diagram" style="margin:0.5em 0">{svg}</div>'
+
+
+def cv_figure(stats: GateStats) -> go.Figure:
+    """What batch norm lets through of the DMB gain: for each layer, every channel's
+    coefficient of variation of m across images (std / mean over images,
+    :func:`abn.gate_stats.across_image_cv`), as points over a box."""
+    from abn.gate_stats import across_image_cv
+
+    fig = go.Figure()
+    for n in stats.layers:
+        cv = across_image_cv(stats.m[n])
+        fig.add_box(y=_rounded(cv, 4), name=short_name(n), boxpoints="all", jitter=0.4, pointpos=0,
+                    marker=dict(size=4), line=dict(width=1.2), showlegend=False,
+                    customdata=list(range(len(cv))),
+                    hovertemplate="%{x}, channel %{customdata}: CV %{y:.3f}<extra></extra>")
+    fig.update_layout(height=400, yaxis=dict(title="CV of m across images", rangemode="tozero"),
+                      title="How much each channel's gain varies between images (std / mean)")
+    return fig

@@ -192,3 +192,26 @@ def test_checkpoint_roundtrip(run, data, tmp_path):
     with pytest.raises(ValueError, match="limit"):
         checkpoints.save_trained(run, tmp_path / "big.pt", max_bytes=1000)
     assert not (tmp_path / "big.pt").exists()
+
+
+def test_block_diagram_is_valid_svg_that_names_bn2():
+    import xml.etree.ElementTree as ET
+
+    for highlight in ("all", "dmb", "after"):
+        html = figures.block_diagram(highlight)
+        root = ET.fromstring(html)  # well-formed: a div holding one svg
+        svg = root[0]
+        assert svg.tag.endswith("svg") and svg.get("viewBox") == "0 0 360 408"
+        text = " ".join(t for t in root.itertext())
+        assert "bn2" in text and "× m" in text and "× g" in text
+    with pytest.raises(ValueError, match="highlight"):
+        figures.block_diagram("se")
+
+
+def test_cv_figure_has_one_box_per_layer_with_the_cv(stats):
+    from abn.gate_stats import across_image_cv
+
+    fig = figures.cv_figure(stats)
+    assert len(fig.data) == len(stats.layers)
+    first = stats.layers[0]
+    assert list(fig.data[0].y) == pytest.approx(across_image_cv(stats.m[first]).tolist(), abs=1e-4)
