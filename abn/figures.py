@@ -319,7 +319,9 @@ def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: st
 def styled_table(table: pd.DataFrame, caption: str):
     """:func:`abn.stats.comparison_table` for reading, narrow enough for a page column:
     the test accuracy as ``mean ± std``, each interval as one ``[low, high]`` cell,
-    signed differences, thousands separators, a dash for what is missing, a caption."""
+    signed differences, the paired t-test's p as it is and Holm-adjusted (the header
+    says over how many comparisons), thousands separators, a dash for what is missing
+    (the bootstrap below 5 seeds), a caption."""
     def num(v: float, fmt: str = "{:.2f}") -> str:
         return "–" if pd.isna(v) else fmt.format(v)
 
@@ -337,6 +339,11 @@ def styled_table(table: pd.DataFrame, caption: str):
     for kind in ("t-CI", "bootstrap"):
         low = next(c for c in table.columns if c.endswith(f" {kind} low"))
         view[low.removesuffix(" low")] = interval(table[low], table[low.replace(" low", " high")])
+    view["p (paired t)"] = table["p (paired t)"].map(lambda v: num(v, "{:.3f}"))
+    ks = sorted({int(k) for k in table["comparisons"].dropna()})
+    family = (f"over {ks[0]} comparison{'s' if ks[0] != 1 else ''}" if len(ks) == 1
+              else "over each setup's comparisons")
+    view[f"p, Holm-adjusted {family}"] = table["p (Holm)"].map(lambda v: num(v, "{:.3f}"))
     view["train images/s"] = table["train images/s"].map(lambda v: num(v, "{:,.0f}"))
     return view.style.set_caption(caption)
 

@@ -167,7 +167,7 @@ def test_best_epoch_gain_and_conclusions():
     assert "adds 0.50 points" in text
     gain = [fake("resnet_s", s, 90.0 + s / 10) for s in range(3)] + [
         fake("resnet_qk", s, 91.0 + s / 10 + d) for s, d in enumerate((0.0, 0.1, -0.1))]
-    assert "1 are better with a t-interval above zero (resnet_qk)" in stats.conclusions(gain, "x")
+    assert "1 is better (resnet_qk)" in stats.conclusions(gain, "x")
 
 
 def test_seed_plot():
@@ -180,6 +180,7 @@ def test_seed_plot():
     assert "<caption>caption</caption>" in styled and ">+0.16<" in styled
     assert ">90.26 ± 0.44<" in styled and ">[-0.13, +0.45]<" in styled  # DMB: mean ± std, t-CI
     assert ">90.10 ± 0.22<" in styled and ">–<" in styled  # the baseline has no difference
+    assert "p, Holm-adjusted over 1 comparison<" in styled and ">0.195<" in styled
 
 
 def test_protocol_is_always_in_the_tables():
@@ -193,3 +194,126 @@ def test_protocol_is_always_in_the_tables():
     figures.styled_table(stats.comparison_table(paper), "caption").to_html()  # formats a str column
     text = stats.conclusions(paper, "paper protocol")
     assert "no validation split" in text and "+0.16 points" in text
+
+
+# ----------------------------------------------------------------------------- issue 20, item 4
+def test_no_bootstrap_below_five_seeds():
+    """Two values: a percentile bootstrap would be exactly [min d, max d]; abn computes
+    none below stats.MIN_BOOTSTRAP_N, in the function, the paired difference, the
+    tables and the conclusions."""
+    assert stats.MIN_BOOTSTRAP_N == 5
+    with pytest.raises(ValueError, match="5 or more values"):
+        stats.bootstrap_interval([0.1, 0.3, -0.2, 0.4])
+    assert stats.bootstrap_interval([0.1, 0.3, -0.2, 0.4, 0.2]).method == "bootstrap"
+    four = pairs_with([0.1, 0.3, -0.2, 0.4])
+    d = stats.paired_difference(four, "resnet_dmb")
+    assert d.bootstrap is None and d.t.mean == pytest.approx(0.15)
+    assert stats.paired_difference(pairs_with([0.1, 0.3, -0.2, 0.4, 0.2]), "resnet_dmb").bootstrap
+    table = stats.comparison_table(four)
+    assert math.isnan(table.loc["resnet_dmb", "95% bootstrap low"])
+    assert not math.isnan(table.loc["resnet_dmb", "95% t-CI low"])
+    styled = figures.styled_table(table, "c").to_html()
+    assert styled.count(">–<") >= 2  # the baseline's and DMB's bootstrap cells
+    text = stats.conclusions(four, "x")
+    assert "no bootstrap interval from 4 seeds, fewer than 5" in text and "bootstrap [" not in text
+
+
+def test_bootstrap_with_few_values_excludes_zero_too_often():
+    """Under no effect a 95% t interval excludes zero in about 5% of samples; the
+    percentile bootstrap of two values ([min, max]) whenever both have the same sign,
+    half of them."""
+    two = stats.exclusion_rate_under_null(2, trials=2_000, n_boot=200, seed=1)
+    assert two["bootstrap"] == pytest.approx(0.5, abs=0.04)
+    assert two["t"] == pytest.approx(0.05, abs=0.02)
+    ten = stats.exclusion_rate_under_null(10, trials=1_000, n_boot=500, seed=2)
+    assert ten["t"] == pytest.approx(0.05, abs=0.025) and ten["bootstrap"] < two["bootstrap"]
+    with pytest.raises(ValueError, match="n must be 2"):
+        stats.exclusion_rate_under_null(1)
+
+
+def test_holm_on_a_worked_example():
+    """Four tests, p = 0.01, 0.04, 0.03, 0.005 (Wikipedia's example of the Holm-Bonferroni
+    method). By hand: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06,
+    0.04; running maximum 0.02, 0.03, 0.06, 0.06; so at alpha = 0.05 the first and the
+    fourth hypotheses are rejected, the other two are not (Bonferroni would reject only
+    the fourth: 4 x 0.01 = 0.04 < 0.05 too, so both; but 4 x 0.03 = 0.12 not)."""
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [p < 0.05 for p in adjusted] == [True, False, False, True]
+    assert stats.holm([0.2]) == [0.2]  # one test: nothing to adjust
+    assert stats.holm([0.5, 0.6, 0.01]) == pytest.approx([1.0, 1.0, 0.03])  # capped at 1
+    assert stats.holm([]) == []
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        stats.holm([0.5, 1.5])
+
+
+def test_conclusions_and_table_adjust_the_family():
+    """Three variants against ResNet-S: one with a raw p below 0.05 that Holm's
+    adjustment (x 2 for the second smallest) lifts above it is not called different."""
+    diffs = {"resnet_qk": (1.0, 1.1, 0.9, 1.05, 0.95),  # clear
+             "resnet_se": (0.3, 0.05, 0.5, 0.1, 0.45),  # p = 0.036 alone, not after Holm
+             "resnet_dmb": (0.2, -0.3, 0.1, -0.1, 0.0)}  # nothing
+    results = [fake("resnet_s", s, 90.0) for s in range(5)] + [
+        fake(name, s, 90.0 + d) for name, ds in diffs.items() for s, d in enumerate(ds)]
+    raw = {v: stats.paired_difference(results, v).p_value for v in diffs}
+    assert raw["resnet_qk"] < 0.01 and 0.025 < raw["resnet_se"] < 0.05 < raw["resnet_dmb"]
+    table = stats.comparison_table(results)
+    expected = dict(zip(diffs, stats.holm([raw[v] for v in diffs])))
+    for variant, p in expected.items():
+        assert table.loc[variant, "p (Holm)"] == pytest.approx(p)
+        assert table.loc[variant, "p (paired t)"] == pytest.approx(raw[variant])
+        assert table.loc[variant, "comparisons"] == 3
+    assert expected["resnet_se"] > 0.05 and expected["resnet_qk"] < 0.05
+    text = stats.conclusions(results, "x")
+    assert "with Holm's adjustment for 3 comparisons" in text
+    assert "1 is better (resnet_qk) and 0 worse (none)" in text
+    assert f"Holm-adjusted over 3 comparisons p = {expected['resnet_dmb']:.3f}" in text
+    assert "Holm-adjusted over 3 comparisons<" in figures.styled_table(table, "c").to_html()
+
+
+def test_power_of_the_paired_t_test_against_r():
+    """R's power.t.test(delta=0.5, sd=1, power=0.8, type="one.sample") gives n = 33.36713,
+    and with delta = 1 n = 9.937864: at those n the power is 0.8 (a paired test is a
+    one-sample test of the differences), so 34 and 10 pairs are needed. Checked here by
+    simulation too: 200,000 samples of 10 N(1, 1) differences reject in 80.4%."""
+    assert stats.paired_power(33.36713, 0.5, 1.0) == pytest.approx(0.8, abs=1e-4)
+    assert stats.paired_power(9.937864, 1.0, 1.0) == pytest.approx(0.8, abs=1e-4)
+    assert stats.seeds_needed(0.5, 1.0) == 34 and stats.seeds_needed(1.0, 1.0) == 10
+    assert stats.seeds_needed(-1.0, 1.0) == 10  # two-sided: the sign does not matter
+    assert stats.paired_power(5, 0.0, 1.0) == pytest.approx(0.05)  # no effect: alpha
+    powers = [stats.paired_power(n, 0.3, 1.0) for n in (3, 10, 30, 100)]
+    assert powers == sorted(powers)
+    assert stats.difference_sd(0.16) == pytest.approx(0.16 * math.sqrt(2))
+    assert stats.difference_sd(0.16, correlation=0.5) == pytest.approx(0.16)
+    with pytest.raises(ValueError):
+        stats.paired_power(1, 0.5, 1.0)
+
+
+def test_evidence_status():
+    """No full-scale pair: the box says no conclusion can be drawn, with n per protocol;
+    with one: n per protocol and the paired difference with its t interval."""
+    none = stats.evidence_status(RESULTS)  # quick-profile runs only
+    assert none.startswith(":::{warning}") and none.rstrip().endswith(":::")
+    assert "no conclusion about DMB vs ResNet-S can be drawn" in none
+    assert "honest protocol: n = 0; paper protocol: n = 0" in none
+    full = [r | {"profile": "full", "provenance": {"device": "H200", "date_utc": "2026-01-02",
+                                                   "git_commit": "abcdef0"}} for r in RESULTS]
+    some = stats.evidence_status(full + [fake("resnet_s", 0, 90.0, profile="full",
+                                              protocol="paper")])
+    assert some.startswith(":::{note}") and "no conclusion" not in some
+    assert "honest protocol, 2 epochs: n = 5; paper protocol, 2 epochs: n = 0" in some
+    assert "+0.16 points, 95% t-interval [-0.13, +0.45]" in some
+    assert "Fewer than the planned 5 paired seeds under: paper protocol, 2 epochs" in some
+
+
+def test_pair_spread_by_hand():
+    """S = 90.0, 90.4, 89.8, 90.2, 90.1 and DMB = S + (0.1, 0.3, -0.2, 0.4, 0.2): the
+    differences' variance is s_S^2 + s_D^2 - 2 rho s_S s_D (here s_d^2 = 0.053)."""
+    spread = stats.pair_spread(RESULTS)
+    assert spread.n == 5 and spread.sd_difference == pytest.approx(math.sqrt(0.053))
+    assert spread.sd_baseline == pytest.approx(np.std(S_ACC, ddof=1))
+    assert spread.sd_variant == pytest.approx(np.std(DMB_ACC, ddof=1))
+    rebuilt = (spread.sd_baseline ** 2 + spread.sd_variant ** 2
+               - 2 * spread.correlation * spread.sd_baseline * spread.sd_variant)
+    assert rebuilt == pytest.approx(0.053)
+    assert spread.correlation == pytest.approx(np.corrcoef(S_ACC, DMB_ACC)[0, 1])
