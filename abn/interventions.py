@@ -25,10 +25,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
+from scipy.stats import binomtest
 from torch import nn
 
 from abn.data import normalize
@@ -114,16 +115,17 @@ def _batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
 
 
 @torch.no_grad()
+def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The predicted class of every image (eval mode, float32, the model's own device)."""
+    device = next(model.parameters()).device
+    with evaluating(model):
+        return torch.cat([model(x.to(device)).argmax(dim=1).cpu() for x in _batches(images, batch_size)])
+
+
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              batch_size: int = 500) -> float:
     """Top-1 test accuracy (%) of ``model`` in eval mode, in float32 on its own device."""
-    device = next(model.parameters()).device
-    correct = 0
-    with evaluating(model):
-        for start, x in zip(range(0, len(images), batch_size), _batches(images, batch_size)):
-            y = labels[start:start + batch_size].to(device)
-            correct += (model(x.to(device)).argmax(dim=1) == y).sum().item()
-    return 100.0 * correct / len(labels)
+    return 100.0 * (predictions(model, images, batch_size) == labels.cpu()).float().mean().item()
 
 
 @torch.no_grad()
@@ -138,11 +140,21 @@ def mean_gains(model: nn.Module, images: torch.Tensor, batch_size: int = 500) ->
 
 @dataclass(frozen=True)
 class CausalTest:
-    """Test accuracy (%) of one model as trained and under each intervention."""
+    """Test accuracy (%) of one model as trained and under each intervention, and per
+    intervention the images it turned from right to wrong (``lost``) and from wrong to
+    right (``gained``) against the model as trained."""
 
     accuracy: dict[str, float]
     images: int
     seed: int
+    lost: dict[str, int] = field(default_factory=dict)
+    gained: dict[str, int] = field(default_factory=dict)
+
+    def mcnemar_p(self, kind: str) -> float:
+        """Exact McNemar test (two-sided binomial on the discordant images) that the
+        intervention leaves this model's accuracy on these images unchanged."""
+        lost, gained = self.lost[kind], self.gained[kind]
+        return 1.0 if lost + gained == 0 else float(binomtest(lost, lost + gained, 0.5).pvalue)
 
     @property
     def drops(self) -> dict[str, float]:
@@ -161,18 +173,22 @@ def causal_test(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ba
     """
     if means is None:
         means = mean_gains(model, images, batch_size)
-    result = {AS_TRAINED: accuracy(model, images, labels, batch_size)}
-    with replace_gains(model, static_gain(means)):
-        result[STATIC] = accuracy(model, images, labels, batch_size)
-    with replace_gains(model, shuffled_gains(seed)):
-        result[SHUFFLED] = accuracy(model, images, labels, batch_size)
-    return CausalTest(result, len(labels), seed)
+    labels = labels.cpu()
+    right = predictions(model, images, batch_size) == labels
+    result, lost, gained = {AS_TRAINED: 100.0 * right.float().mean().item()}, {}, {}
+    for kind, fn in ((STATIC, static_gain(means)), (SHUFFLED, shuffled_gains(seed))):
+        with replace_gains(model, fn):
+            now = predictions(model, images, batch_size) == labels
+        result[kind] = 100.0 * now.float().mean().item()
+        lost[kind], gained[kind] = int((right & ~now).sum()), int((~right & now).sum())
+    return CausalTest(result, len(labels), seed, lost, gained)
 
 
 def causal_table(tests: dict[str, CausalTest], confidence: float = 0.95) -> pd.DataFrame:
     """One row per intervention: mean accuracy and mean drop over the models in ``tests``
     (e.g. one per seed), and, from two models up, the t interval of the drop. With one
-    model there is no spread to estimate, so the interval columns are left out."""
+    model there is no spread over seeds to estimate, so the interval columns are left
+    out; instead the table has that model's images lost and gained and the McNemar p."""
     rows = []
     for kind in (AS_TRAINED, STATIC, SHUFFLED):
         accs = [t.accuracy[kind] for t in tests.values()]
@@ -180,6 +196,9 @@ def causal_table(tests: dict[str, CausalTest], confidence: float = 0.95) -> pd.D
         if kind != AS_TRAINED:
             drops = [t.drops[kind] for t in tests.values()]
             row["drop"] = sum(drops) / len(drops)
+            if len(tests) == 1 and (only := next(iter(tests.values()))).lost:
+                row["images lost"], row["images gained"] = only.lost[kind], only.gained[kind]
+                row["McNemar p"] = only.mcnemar_p(kind)
             if len(drops) >= 2:
                 ci = t_interval(drops, confidence)
                 row["drop CI low"], row["drop CI high"] = ci.low, ci.high

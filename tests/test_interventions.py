@@ -112,6 +112,7 @@ def test_interventions_change_nothing_when_gains_are_constant():
     assert all(torch.equal(v, torch.ones_like(v)) for v in means.values())
     test = iv.causal_test(model, images, labels, batch_size=20, means=means)
     assert set(test.drops.values()) == {0.0}
+    assert set(test.lost.values()) == {0} and test.mcnemar_p(iv.STATIC) == 1.0
     x = normalize(images)
     with torch.no_grad():
         plain = model(x)
@@ -149,6 +150,12 @@ def test_interventions_destroy_accuracy_when_the_gain_carries_the_label():
     assert test.accuracy[iv.STATIC] <= 60.0  # one static gain: one answer for all
     assert test.accuracy[iv.SHUFFLED] <= 75.0  # another image's gain: a coin flip
     assert test.drops[iv.STATIC] >= 40.0
+    # the discordant images account for the drop, and McNemar sees it
+    for kind in (iv.STATIC, iv.SHUFFLED):
+        assert test.lost[kind] - test.gained[kind] == round(test.drops[kind] * 200 / 100)
+    assert test.mcnemar_p(iv.STATIC) < 1e-6
+    table = iv.causal_table({"only": test})
+    assert table.loc[iv.STATIC, "images lost"] == test.lost[iv.STATIC]
 
 
 def test_causal_table_interval_only_from_two_models():
