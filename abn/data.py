@@ -4,13 +4,15 @@ Loading goes through ``torchvision.datasets.CIFAR10`` (which checks the md5 sums
 folder in ``$ABN_DATA`` (default ``~/.cache/abn/data``), downloading there when online. A
 file that is there but fails the md5 check is reported as corrupt, not as missing.
 
-The paper's loop decodes, crops and flips every image in DataLoader worker processes, in
-PIL, one image at a time; on a modern GPU that, not the model, sets the pace. Here each
-split is held once as a uint8 tensor on the training device and a whole batch is cropped
-and flipped with two index gathers (the same operation torchvision's RandomCrop(32, 4)
-and RandomHorizontalFlip perform per image). The random numbers come from a CPU generator
-seeded by (seed, epoch), so a seed fixes the data order and every augmentation, on any
-device and for any model: the two models of a paired run see identical batches.
+The authors' loop (their ``main.py``) converts every image from its stored pixel array
+into a PIL image (CIFAR-10 is stored as raw arrays: nothing is decoded), then crops and
+flips it, in DataLoader worker processes, one image at a time; on a modern GPU that, not
+the model, sets the pace. Here each split is held once as a uint8 tensor on the training
+device and a whole batch is cropped and flipped with two index gathers (the same
+operation torchvision's RandomCrop(32, 4) and RandomHorizontalFlip perform per image).
+The random numbers come from a CPU generator seeded by (seed, epoch), so a seed fixes the
+data order and every augmentation, on any device and for any model: the two models of a
+paired run see identical batches.
 """
 
 from __future__ import annotations
