@@ -17,6 +17,10 @@ from pathlib import Path
 from abn.provenance import REPO
 
 RESULTS = REPO / "results"
+# A study run once on a CPU (too long for every build, too small to compare with the
+# paper), in its own folder so that it never pools with full-scale runs; shown labelled
+# with its scale (chapter 8, Appendix B).
+CPU_RESULTS = RESULTS / "cpu"
 REQUIRED = {"train": ("model", "variant", "seed", "profile", "history", "final_test_acc", "best_test_acc",
                       "final_val_acc", "params", "provenance"),
             "bench": ("model", "paper_loop_img_s", "abn_img_s", "ratio", "provenance")}

@@ -106,10 +106,10 @@ def test_api_reference_has_a_page_per_module(built_html: Path) -> None:
 
 
 def test_appendix_b_lists_every_stored_result(built_html: Path) -> None:
-    """Appendix B names each file in results/, and says so plainly when no full-scale
-    training run is stored."""
+    """Appendix B names each file in results/ and its subfolders (the CPU study in
+    results/cpu/), and says so plainly when no full-scale training run is stored."""
     page = (built_html / "book" / "appendix_b_provenance.html").read_text(encoding="utf-8")
-    files = sorted((REPO / "results").glob("*.json"))
+    files = sorted((REPO / "results").rglob("*.json"))
     missing = [p.name for p in files if p.name not in page]
     assert not missing, f"Appendix B does not list {missing}"
     runs = [json.loads(p.read_text()) for p in files]
