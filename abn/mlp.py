@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +32,7 @@ from torch import nn
 from abn import profiles
 from abn.data import Cifar10, load_splits, normalize
 from abn.layers import DynamicMultiBiasLinear
-from abn.stats import Interval, t_interval
+from abn.stats import Interval, holm, t_interval
 
 STATIC, DYNAMIC, WIDE = "static bias", "dynamic bias (DMB)", "static bias, widened"
 MODELS = (STATIC, DYNAMIC, WIDE)
@@ -273,9 +274,18 @@ def paired_interval(runs: pd.DataFrame, model: str, baseline: str,
     return t_interval(paired_differences(runs, model, baseline).tolist(), confidence, "paired t")
 
 
+def _paired_p(differences: list[float]) -> float:
+    """Two-sided p of the paired t-test; 1 when every difference is zero (t is 0/0)."""
+    if not any(differences):
+        return 1.0
+    return float(scipy.stats.ttest_1samp(differences, 0.0).pvalue)
+
+
 def comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """The DMB MLP against each static MLP: n, the mean paired difference in final test
-    accuracy (points), its paired-t interval, and how many seeds DMB won."""
+    accuracy (points), its paired-t interval, how many seeds DMB won, and the paired
+    t-test's two-sided p-value, alone and Holm-adjusted over the two comparisons
+    (:func:`abn.stats.holm`), since the DMB MLP is tested twice."""
     rows = []
     for baseline in (STATIC, WIDE):
         d = paired_differences(runs, DYNAMIC, baseline)
@@ -283,8 +293,11 @@ def comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         rows.append({"comparison": f"{DYNAMIC} − {baseline}", "n": len(d),
                      "mean difference": ci.mean,
                      f"{100 * confidence:g}% t-interval": f"[{ci.low:+.2f}, {ci.high:+.2f}]",
-                     "seeds won": f"{int((d > 0).sum())} of {len(d)}"})
-    return pd.DataFrame(rows).set_index("comparison")
+                     "seeds won": f"{int((d > 0).sum())} of {len(d)}",
+                     "p": _paired_p(d.tolist())})
+    table = pd.DataFrame(rows).set_index("comparison")
+    table[f"p, Holm ({len(table)} comparisons)"] = holm(table["p"].tolist())
+    return table
 
 
 def conclusion(runs: pd.DataFrame, confidence: float = 0.95) -> str:
@@ -295,11 +308,19 @@ def conclusion(runs: pd.DataFrame, confidence: float = 0.95) -> str:
         row = s.loc[model]
         return f"{row['test mean']:.2f} ± {row['test std']:.2f}% ({int(row['params']):,} parameters)"
 
+    table = comparison(runs, confidence)
+    holm_p = table[table.columns[-1]]
     parts = []
     for baseline, name in ((STATIC, "the static-bias MLP"), (WIDE, "the widened one")):
         ci = paired_interval(runs, DYNAMIC, baseline, confidence)
-        verdict = ("excludes zero" if ci.excludes_zero()
-                   else "includes zero: these runs cannot tell the two apart")
+        p = holm_p[f"{DYNAMIC} − {baseline}"]
+        if not ci.excludes_zero():
+            verdict = "includes zero: these runs cannot tell the two apart"
+        elif p < 1 - confidence:
+            verdict = f"excludes zero, also after Holm's adjustment (p = {p:.2g})"
+        else:
+            verdict = (f"excludes zero, but not after Holm's adjustment for the two "
+                       f"comparisons (p = {p:.2g})")
         parts.append(f"against {name} the paired difference is {ci.mean:+.2f} points "
                      f"({100 * confidence:g}% t-interval [{ci.low:+.2f}, {ci.high:+.2f}], "
                      f"which {verdict})")

@@ -149,7 +149,7 @@ def test_recipe_follows_the_profile():
 def blobs(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ten Gaussian clusters in d dimensions: an easy, learnable task."""
     g = torch.Generator().manual_seed(seed)
-    centres = 3 * torch.randn(mlp.CLASSES, d, generator=torch.Generator().manual_seed(99))
+    centres = 0.8 * torch.randn(mlp.CLASSES, d, generator=torch.Generator().manual_seed(99))
     y = torch.randint(0, mlp.CLASSES, (n,), generator=g)
     return centres[y] + torch.randn(n, d, generator=g), y
 
@@ -195,7 +195,19 @@ def test_paired_interval_is_the_paired_t_test():
     row = table.loc[f"{mlp.DYNAMIC} − {mlp.STATIC}"]
     assert row["n"] == 5 and row["seeds won"] == "5 of 5"
     assert row["95% t-interval"] == f"[{mean - half:+.2f}, {mean + half:+.2f}]"
-    assert "which excludes zero" in mlp.conclusion(runs)
+    p = scipy.stats.ttest_rel(dynamic, static).pvalue
+    assert row["p"] == pytest.approx(p)
+    assert row["p, Holm (2 comparisons)"] == pytest.approx(min(1.0, 2 * p))  # equal p's
+    assert mlp.conclusion(runs).count("excludes zero, but not after Holm's adjustment") == 2
+
+
+def test_holm_keeps_a_clear_difference():
+    static = [40.0, 41.0, 42.0, 43.0, 44.0]
+    dynamic = [a + d for a, d in zip(static, [1.0, 1.1, 0.9, 1.05, 0.95])]
+    table = mlp.comparison(fake_runs(static, dynamic, static))
+    assert (table["p, Holm (2 comparisons)"] < 0.05).all()
+    assert "excludes zero, also after Holm's adjustment" in mlp.conclusion(
+        fake_runs(static, dynamic, static))
 
 
 def test_conclusion_says_when_the_interval_includes_zero():
@@ -204,8 +216,8 @@ def test_conclusion_says_when_the_interval_includes_zero():
     wide = [a - d for a, d in zip(dynamic, [1.0, 1.2, 0.9, 1.1, 1.0])]
     text = mlp.conclusion(fake_runs(static, dynamic, wide))
     first, second = text.split("; against the widened one")
-    assert "cannot tell the two apart" in first and "which excludes zero" not in first
-    assert "which excludes zero" in second and "+1.04 points" in second
+    assert "cannot tell the two apart" in first and "excludes zero" not in first
+    assert "excludes zero" in second and "+1.04 points" in second
     assert "42.00 ± 1.58%" in text  # the static MLP's mean ± std over seeds
 
 
@@ -213,3 +225,9 @@ def test_paired_differences_need_both_models():
     runs = fake_runs([40.0, 41.0], [40.0, 41.0], [40.0, 41.0])
     with pytest.raises(ValueError, match="no runs of"):
         mlp.paired_differences(runs[runs.model != mlp.WIDE], mlp.DYNAMIC, mlp.WIDE)
+
+
+def test_identical_runs_give_p_one_not_nan():
+    same = [40.0, 41.0, 42.0]
+    table = mlp.comparison(fake_runs(same, same, same))
+    assert (table["p"] == 1.0).all() and (table["p, Holm (2 comparisons)"] == 1.0).all()
