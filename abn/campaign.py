@@ -1,5 +1,7 @@
 """The whole full-scale study, in priority order, as one command that is safe to re-run.
 
+::
+
     python -m abn.campaign --dry-run                 # the plan: what is done, what is missing
     python -m abn.campaign --preflight               # versions, speed, how many runs side by side
     python -m abn.campaign --concurrency 4           # everything missing, 4 runs at a time

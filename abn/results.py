@@ -16,11 +16,23 @@ from pathlib import Path
 
 from abn.provenance import REPO
 
-RESULTS = REPO / "results"
+RESULTS = REPO / "results"  # this checkout's results/: where runs are written
+# results/ as pip installs it with the package (pyproject.toml), for a copy of abn that
+# has no checkout around it: a notebook opened in Colab reads the stored results here.
+PACKAGED = Path(__file__).resolve().parent / "_stored"
+
+
+def stored_results() -> Path:
+    """The folder the stored results are read from: ``results/`` of this checkout, or,
+    where abn was installed from the repository with pip (Colab), the copy of it that
+    was installed with the package. Both hold the same files at the same commit."""
+    return RESULTS if (REPO / "pyproject.toml").is_file() else PACKAGED
+
+
 # A study run once on a CPU (too long for every build, too small to compare with the
 # paper), in its own folder so that it never pools with full-scale runs; shown labelled
 # with its scale (chapter 8, Appendix B).
-CPU_RESULTS = RESULTS / "cpu"
+CPU_RESULTS = stored_results() / "cpu"
 REQUIRED = {"train": ("model", "variant", "seed", "profile", "history", "final_test_acc", "best_test_acc",
                       "final_val_acc", "params", "provenance"),
             "bench": ("model", "paper_loop_img_s", "abn_img_s", "ratio", "provenance")}
@@ -51,11 +63,13 @@ def write_json(result: dict, path: str | Path) -> None:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def load_results(folder: str | Path = RESULTS, kind: str = "train", profile: str | None = None) -> list[dict]:
-    """Every result of ``kind`` in ``folder`` (sorted by file name), optionally of one
-    profile; [] when the folder does not exist."""
+def load_results(folder: str | Path | None = None, kind: str = "train",
+                 profile: str | None = None) -> list[dict]:
+    """Every result of ``kind`` in ``folder`` (default :func:`stored_results`), sorted
+    by file name, optionally of one profile; [] when the folder does not exist."""
     if kind not in REQUIRED:
         raise ValueError(f"kind must be one of {sorted(REQUIRED)}, got {kind!r}.")
+    folder = stored_results() if folder is None else folder
     found = []
     for path in sorted(Path(folder).glob("*.json")):
         try:

@@ -1,5 +1,7 @@
 """Run the recipe for every (model, seed) pair; one JSON each; skip what is done, resume the rest.
 
+::
+
     python -m abn.sweep --models resnet_s resnet_dmb --seeds 0 1 2 3 4 --out results/
     torchrun --nproc-per-node 8 -m abn.sweep --models resnet_s resnet_dmb --seeds 0 1 2 3 4
 

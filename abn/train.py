@@ -15,6 +15,7 @@ What differs from the paper's loop is only how fast it runs: data and augmentati
 on the device (:class:`abn.data.DeviceLoader`), the forward/backward pass runs under
 bf16 autocast with channels-last tensors, and ``compile=True`` adds ``torch.compile``.
 A checkpoint is written after every epoch; rerunning the same command resumes from it.
+From the command line::
 
     python -m abn.train --model resnet_dmb --epochs 15 --seed 0 --out results/dmb_s0.json
 """
@@ -326,7 +327,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Pat
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
         run.load_state_dict(torch.load(ckpt, map_location=run.device, weights_only=False))
-        print(f"resumed {cfg.model} seed {cfg.seed} from {ckpt} after epoch {run.epoch}", flush=True)
+        print(f"resumed {cfg.model} seed {cfg.seed} from {ckpt.name} after epoch {run.epoch}", flush=True)
     t0 = time.perf_counter() - sum(r["seconds"] for r in run.history)
     steps = len(run.train_loader)
     # The printed line per epoch stays; the live bar goes where no one can watch it: the
