@@ -11,7 +11,7 @@
 Both run the same number of optimiser steps after the same warm-up, timed by
 ``torch.utils.benchmark.Timer`` (which synchronises the GPU and keeps the thread count);
 images/s counts the whole step, waiting for data included. Prints a table, then one
-line of JSON.
+line of JSON. From the command line::
 
     python -m abn.bench --model resnet_s
 """

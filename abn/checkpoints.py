@@ -4,11 +4,11 @@ A training checkpoint (``checkpoints/*.pt``, see :mod:`abn.train`) holds the opt
 and schedule too and is meant for resuming. The files here are for *looking at* a
 trained model (chapter 7 opens the gates of one): weights only, in half precision, so a
 full-width ResNet-DMB (2.96 M parameters) fits in about 6 MB and can live in ``results/``
-beside the JSON results, with where it came from.
+beside the JSON results, with where it came from. For example::
 
     run = abn.train.train(TrainConfig.from_profile("full", model="resnet_dmb"))
     save_trained(run, checkpoint_path("results"))        # results/resnet_dmb_seed0.pt
-    model, prov = load_trained_dmb("results")            # later, anywhere, on CPU
+    model, prov = load_trained_dmb()                     # later, anywhere, on CPU
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import nn
 
 from abn.models import build_model
 from abn.provenance import provenance
-from abn.results import atomic_path
+from abn.results import atomic_path, stored_results
 
 MAX_BYTES = 8 * 1024 * 1024  # results/ lives in git: keep each file small
 
@@ -69,7 +69,9 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict]:
     return model.eval(), {**saved["provenance"], "config": cfg}
 
 
-def load_trained_dmb(results_dir: str | Path = "results", seed: int = 0) -> tuple[nn.Module, dict] | None:
-    """The precomputed ResNet-DMB of ``seed`` in ``results_dir``, or None if there is none."""
+def load_trained_dmb(results_dir: str | Path | None = None, seed: int = 0) -> tuple[nn.Module, dict] | None:
+    """The precomputed ResNet-DMB of ``seed`` in ``results_dir`` (default: the stored
+    results, :func:`abn.results.stored_results`, also in Colab), or None if there is none."""
+    results_dir = stored_results() if results_dir is None else results_dir
     path = checkpoint_path(results_dir, "resnet_dmb", seed)
     return load_trained(path) if path.exists() else None

@@ -8,7 +8,9 @@ both appendices are there, and that the launch buttons point at ``repository.url
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -127,3 +129,45 @@ def test_launch_buttons_use_repository_url(built_html: Path) -> None:
         colab = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{chapter}.ipynb"
         assert colab in page, f"{chapter}: no Colab button for {colab}"
         assert f'href="{url}"' in page, f"{chapter}: no repository button for {url}"
+
+
+_PRE = re.compile(r"<pre[^>]*>(.*?)</pre>", re.S)
+_TYPOGRAPHIC = re.compile("[\u2013\u2014\u2018\u2019\u201c\u201d]")  # dashes, curly quotes
+
+
+def test_api_commands_paste_as_typed(built_html: Path) -> None:
+    """The API pages show each module's command line as typed: in a code block, with
+    ``--`` and straight quotes (smart quotes in prose made ``--model`` an en dash),
+    and no option written with an en dash anywhere on the pages."""
+    pages = {path.stem: path.read_text(encoding="utf-8")
+             for path in sorted((built_html / API_FOLDER).glob("abn*.html"))}
+    blocks = {name: [unescape(re.sub(r"<[^>]+>", "", b)) for b in _PRE.findall(page)]
+              for name, page in pages.items()}
+    for module in ("abn.train", "abn.bench", "abn.campaign", "abn.sweep"):
+        assert any(f"python -m {module} --" in b for b in blocks[module]), \
+            f"{module}: no code block with its command line"
+    bad = {name: [b for b in found if _TYPOGRAPHIC.search(b)] for name, found in blocks.items()}
+    assert not {k: v for k, v in bad.items() if v}, f"typographic dashes or quotes in code: {bad}"
+    dashed = {name: re.findall(r"\s\u2013[a-z][\w-]*", unescape(re.sub(r"<[^>]+>", "", page)))
+              for name, page in pages.items()}
+    assert not {k: v for k, v in dashed.items() if v}, f"options with an en dash: {dashed}"
+
+
+def build_paths() -> list[str]:
+    """Absolute paths of the machine that built the book, which no page may show: the
+    repository, the home and temporary folders, and ``$ABN_DATA``."""
+    paths = [str(REPO), str(Path.home()), tempfile.gettempdir()]
+    if os.environ.get("ABN_DATA"):
+        paths.append(os.path.abspath(os.environ["ABN_DATA"]))
+    return sorted({p.rstrip("/") + "/" for p in paths if p not in ("", "/")})
+
+
+def test_no_page_shows_build_paths(built_html: Path) -> None:
+    """No page contains a path of the build machine (a chapter printing its checkpoint's
+    path, a signature showing an absolute default): readers have other paths."""
+    leaks = {}
+    for path in sorted(built_html.rglob("*.html")):
+        page = unescape(path.read_text(encoding="utf-8"))
+        if found := [p for p in build_paths() if p in page]:
+            leaks[str(path.relative_to(built_html))] = found
+    assert not leaks, f"pages show the build machine's paths: {leaks}"
