@@ -1,4 +1,4 @@
-"""Train a ResNet on CIFAR-10 with the paper's recipe; checkpoints, resume, JSON results.
+"""Train a ResNet on CIFAR-10 with the authors' recipe; checkpoints, resume, JSON results.
 
 Recipe (the defaults): SGD, lr 0.1, momentum 0.9, weight decay 5e-4, cosine annealing
 to zero over all training steps (updated every step, so even a 3-epoch quick run ends at
@@ -6,14 +6,19 @@ lr 0 rather than at a quarter of the peak), batch 128, random crop with 4-pixel 
 padding + horizontal flip, CIFAR-10's true per-channel normalisation, 15 epochs.
 
 Two protocols (:data:`PROTOCOLS`, ``--protocol``): ``honest`` is the recipe above with the
-last ``val_size`` training images held out for choices; ``paper`` is what the authors'
-``main.py`` does: all 50,000 training images (no validation split), the often-copied std
-(0.2023, 0.1994, 0.2010), and the cosine schedule stepped once per epoch
+last ``val_size`` training images held out for choices; ``paper`` follows the authors'
+``main.py`` (github.com/zorino96/Adaptive-Bias-Networks at commit 09f6851) in data,
+normalisation and schedule: all 50,000 training images (no validation split), the
+often-copied std (0.2023, 0.1994, 0.2010), and the cosine schedule stepped once per epoch
 (``CosineAnnealingLR(T_max=epochs)``). Both record the test accuracy after every epoch.
 
-What differs from the paper's loop is only how fast it runs: data and augmentation live
-on the device (:class:`abn.data.DeviceLoader`), the forward/backward pass runs under
-bf16 autocast with channels-last tensors, and ``compile=True`` adds ``torch.compile``.
+What differs from ``main.py``'s loop, under either protocol: data and augmentation live
+on the device (:class:`abn.data.DeviceLoader`, whose seeded generator draws its own crops
+and flips instead of torchvision's per-image transforms), the forward/backward pass runs
+under bf16 autocast where the hardware has it (:func:`default_amp`) with channels-last
+tensors, and ``compile=True`` adds ``torch.compile``. These change the arithmetic and the
+random stream, not the recipe: a ``paper`` run is the authors' recipe, not a rerun of
+their script.
 A checkpoint is written after every epoch; rerunning the same command resumes from it.
 From the command line::
 
