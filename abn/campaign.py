@@ -13,7 +13,9 @@ Stages (:data:`STAGES`), each seed-major so that finished seeds are complete pai
    also saved in fp16 with its provenance (``results/resnet_dmb_seed0.pt``, chapter 7).
 2. The same pair under the paper's protocol, seeds 0-4.
 3. Ablations and prior art, honest protocol, seeds 0-4.
-4. The pair at 50 epochs (the authors' code's full run), honest protocol, seeds 0-2.
+4. The pair at 50 epochs, honest protocol, seeds 0-2. The authors' ``main.py`` (commit
+   09f6851) trains for 15 epochs with the comment "Reduced epochs for faster testing.
+   Change to 50 for full run."; its default, and their full run, is 50 epochs.
 
 Every run is one :func:`abn.sweep.sweep` entry: one JSON per run in ``--out``, finished
 runs skipped, interrupted ones resumed from ``--checkpoints``. ``--concurrency N`` starts
@@ -62,7 +64,7 @@ STAGES = (
     Stage(3, "ablations and prior art", ("resnet_se_var3", "resnet_dmb_k0", "resnet_s_wide",
                                          "resnet_dmb_k1", "resnet_se", "resnet_dmb_k8",
                                          "resnet_qk"), (0, 1, 2, 3, 4)),
-    Stage(4, "the pair at 50 epochs", PAIR, (0, 1, 2), epochs=50),
+    Stage(4, "the pair at 50 epochs (main.py's full run)", PAIR, (0, 1, 2), epochs=50),
 )
 
 
