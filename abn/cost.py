@@ -49,7 +49,7 @@ def count_macs(model: nn.Module, input_size: InputSize = (1, 3, 32, 32)) -> int:
     """Multiply-adds of the convolutions and matrix products in one forward pass.
 
     With the default batch of 1 this is the cost per image. Elementwise work (batch norm,
-    activations, the gate's ``delta * m``) is not included; see :func:`gate_multiplies`.
+    activations, the gate's ``delta * m``) is not included; see ``gate_multiplies``.
     """
     return _flop_counts(model, input_size).get_total_flops() // 2
 

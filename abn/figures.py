@@ -61,10 +61,12 @@ def alpha_matrix(stats: GateStats, index: int) -> torch.Tensor:
     return torch.stack([stats.alpha[n][index] for n in stats.layers])
 
 
-def _image_title(stats: GateStats, i: int) -> str:
+def _image_title(stats: GateStats, i: int, k: int, n: int) -> str:
+    """Image ``i`` as step ``k`` (from 0) of ``n``: its class and the verdict. Short, since
+    plotly titles do not wrap; the test-set index is the image panel's title."""
     true, pred = stats.classes[stats.labels[i]], stats.classes[stats.preds[i]]
     verdict = "correct" if true == pred else f"predicted {pred}"
-    return f"Image #{i}: {true} ({verdict})"
+    return f"Image {k + 1} of {n}: {true} ({verdict})"
 
 
 def image_figure(stats: GateStats, indices: list[int], title_suffix: str = "") -> go.Figure:
@@ -75,8 +77,9 @@ def image_figure(stats: GateStats, indices: list[int], title_suffix: str = "") -
     if not indices:
         raise ValueError("image_figure needs at least one image index.")
     names = [short_name(n) for n in stats.layers]
+    # Short subplot titles: the axes say the rest, and three titles must fit 390 px.
     fig = make_subplots(rows=1, cols=3, column_widths=[0.2, 0.5, 0.3], horizontal_spacing=0.08,
-                        subplot_titles=["image", "modulation m (layer × channel)", "bank weights α"])
+                        subplot_titles=[f"test #{indices[0]}", "modulation m", "weights α"])
     first = indices[0]
     # The image is a layout image, not a trace, so that one slider step can swap it
     # (a layout update) and the two heatmaps' z (a trace update) together.
@@ -92,19 +95,23 @@ def image_figure(stats: GateStats, indices: list[int], title_suffix: str = "") -
         z=_rounded(alpha_matrix(stats, first), 2), y=names, x=[f"α{j + 1}" for j in range(k)], zmin=0, zmax=1,
         colorscale="Greens", showscale=False, texttemplate="%{z:.2f}", textfont_size=10,
         hovertemplate="%{y}, %{x} = %{z:.2f}<extra></extra>"), 1, 3)
-    steps = [dict(method="update", label=str(i),
+    n = len(indices)
+    steps = [dict(method="update", label=str(step + 1),  # "1".."n": the slider's ticks
                   args=[{"z": [_rounded(modulation_matrix(stats, i)), _rounded(alpha_matrix(stats, i), 2)]},
-                        {"title.text": _image_title(stats, i) + title_suffix,
+                        {"title.text": _image_title(stats, i, step, n) + title_suffix,
+                         "annotations[0].text": f"test #{i}",  # the image panel's title
                          "images[0].source": png_uri(stats.images[i])}])
-             for i in indices]
+             for step, i in enumerate(indices)]
     fig.update_yaxes(autorange="reversed", col=2)
     fig.update_yaxes(autorange="reversed", showticklabels=False, col=3)
     fig.update_xaxes(title_text="channel", col=2)
     fig.update_xaxes(range=[0, w], visible=False, constrain="domain", col=1)
     fig.update_yaxes(range=[0, h], visible=False, scaleanchor="x", constrain="domain", col=1)
     fig.update_layout(
-        title=_image_title(stats, first) + title_suffix, height=460, margin=dict(t=80, b=90, l=60, r=20),
-        sliders=[dict(steps=steps, active=0, currentvalue=dict(prefix="image #"), pad=dict(t=40))])
+        title=_image_title(stats, first, 0, n) + title_suffix, height=460,
+        margin=dict(t=80, b=90, l=60, r=20),
+        sliders=[dict(steps=steps, active=0, pad=dict(t=40),
+                      currentvalue=dict(visible=False))])  # the title says which image
     return fig
 
 

@@ -259,9 +259,9 @@ def paired_difference(results: Sequence[Result], variant: str, baseline: str = B
                       setup: Setup | None = None) -> PairedDifference:
     """The per-seed differences ``variant - baseline`` in ``metric`` within one setup
     (``setup``, or the only one in ``results``): the interval of a paired t-test
-    (:func:`t_interval` of the differences) with its two-sided p-value, and from
-    :data:`MIN_BOOTSTRAP_N` shared seeds on a percentile bootstrap of the mean difference
-    (:func:`bootstrap_interval`, seeded, so it is reproducible; ``None`` below that). With
+    (``t_interval`` of the differences) with its two-sided p-value, and from
+    ``MIN_BOOTSTRAP_N`` shared seeds on a percentile bootstrap of the mean difference
+    (``bootstrap_interval``, seeded, so it is reproducible; ``None`` below that). With
     few seeds the bootstrap is too narrow (it cannot see spread the sample does not
     show); it is there for comparison. Needs at least two shared seeds."""
     setup = _one_setup(results, setup)

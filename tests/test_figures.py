@@ -120,6 +120,12 @@ def test_image_figure(stats):
         assert all(abs(sum(row) - 1) < 0.03 for row in a)
         assert step.args[1]["images[0].source"].startswith("data:image/png;base64,")
     assert steps[0].args[1] != steps[1].args[1]
+    # labelled by position and class, not by test-set index: "Image 3 of 12: cat (correct)"
+    assert [s.label for s in steps] == [str(k + 1) for k in range(12)]
+    third = steps[2].args[1]
+    assert third["title.text"].startswith(f"Image 3 of 12: {stats.classes[stats.labels[2]]} (")
+    assert third["annotations[0].text"] == "test #2"
+    assert fig.layout.title.text == steps[0].args[1]["title.text"]
     with pytest.raises(ValueError):
         figures.image_figure(stats, [])
 

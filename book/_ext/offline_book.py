@@ -12,6 +12,11 @@ What it does, and why:
   figure (a second MathJax beside the book's own, and a CDN request that fails offline).
   Pages with figures are rewritten to drop both and load ``_static/plotly.min.js``, which
   is written from the installed plotly package, so its version always matches plotly.py.
+* **the smaller plotly.js where it does.** A page whose figures use only the trace types
+  of plotly.js's "cartesian" bundle (scatter, bar, heatmap, box, histogram, image, ...;
+  1.5 MB, vendored in ``book/_vendor/plotly-cartesian/``) loads that bundle instead of
+  the full one. Its version must be plotly.py's, else the build warns and every page
+  gets the full bundle.
 * **figures in the dark theme.** ``book/_vendor/shims/plotly-theme.js``, loaded after
   plotly.js, draws the figures with a dark variant of their template while the page is
   dark (transparent paper, light text), and redraws them when the reader switches.
@@ -26,14 +31,24 @@ What it does, and why:
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from sphinx.application import Sphinx
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
 
 PLOTLY_JS = "plotly.min.js"  # relative to the built book's _static/ folder
+PLOTLY_CARTESIAN_JS = "plotly-cartesian/plotly-cartesian.min.js"  # from book/_vendor/
+# The trace types in the cartesian bundle (its README, plotly.js-cartesian-dist-min).
+CARTESIAN_TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d",
+                              "histogram2dcontour", "image", "pie", "scatter", "scatterternary",
+                              "violin"})
 # Ours (book/_vendor/shims/): figures follow the page's light/dark theme.
 PLOTLY_THEME_JS = "shims/plotly-theme.js"
 
@@ -41,11 +56,48 @@ PLOTLY_THEME_JS = "shims/plotly-theme.js"
 _INLINE_BUNDLE = re.compile(r"<script[^>]*>\s*/\*\*\s*\*\s*plotly\.js v.*?</script>", re.S)
 # The MathJax script plotly adds to every figure (its include_mathjax="cdn" is hard-coded).
 _CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*"></script>', re.I)
+# A figure's drawing call, up to its data array: Plotly.newPlot(\n "<div id>",\n [...]
+_NEW_PLOT = re.compile(r'Plotly\.newPlot\(\s*"[^"]*",\s*(?=\[)')
 
 
 def strip_plotly_cdn(body: str) -> str:
     """Return ``body`` without inlined plotly.js bundles and plotly's CDN MathJax tags."""
     return _CDN_MATHJAX.sub("", _INLINE_BUNDLE.sub("", body))
+
+
+def trace_types(body: str) -> set[str]:
+    """The trace types of every figure in ``body``: the ``type`` of each trace in the data
+    array of each ``Plotly.newPlot("id", [...], ...)`` call (the figures' embedded
+    templates name every trace type, so a plain search of the page would not do)."""
+    decoder = json.JSONDecoder()
+    found: set[str] = set()
+    for call in _NEW_PLOT.finditer(body):
+        data, _ = decoder.raw_decode(body, call.end())
+        found |= {trace.get("type", "scatter") for trace in data}
+    return found
+
+
+def plotly_bundle(body: str, cartesian_ok: bool = True) -> str:
+    """The plotly.js file a page with figures needs: the cartesian bundle when it can
+    draw every trace on the page (and ``cartesian_ok``), else the full one."""
+    return PLOTLY_CARTESIAN_JS if cartesian_ok and trace_types(body) <= CARTESIAN_TRACES else PLOTLY_JS
+
+
+@functools.cache
+def cartesian_matches() -> bool:
+    """True if the vendored cartesian bundle is the plotly.js version plotly.py writes
+    figures for; else warn once (the build's -W fails) so it gets updated."""
+    from plotly.offline import get_plotlyjs_version
+
+    path = Path(__file__).resolve().parents[1] / "_vendor" / PLOTLY_CARTESIAN_JS
+    head = path.read_text(encoding="utf-8")[:200] if path.exists() else ""
+    version = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", head)
+    if version and version.group(1) == get_plotlyjs_version():
+        return True
+    logger.warning("book/_vendor/%s is plotly.js %s, plotly.py draws for %s: every page gets "
+                   "the full plotly.js; update the vendored bundle (book/_vendor/README.md)",
+                   PLOTLY_CARTESIAN_JS, version.group(1) if version else "?", get_plotlyjs_version())
+    return False
 
 
 def _dedupe_inline_scripts(scripts: list[Any]) -> None:
@@ -65,10 +117,10 @@ def _on_page(app: Sphinx, pagename: str, templatename: str, context: dict[str, A
     body = context.get("body", "")
     if "plotly-graph-div" not in body:
         return
-    context["body"] = strip_plotly_cdn(body)
+    context["body"] = body = strip_plotly_cdn(body)
     # Called inside html-page-context, add_js_file applies to this page only. A plain
     # (not async/defer) script in <head> is loaded before the figures' inline scripts run.
-    app.add_js_file(PLOTLY_JS)
+    app.add_js_file(plotly_bundle(body, cartesian_matches()))
     app.add_js_file(PLOTLY_THEME_JS)  # after plotly.js, before the figures are drawn
 
 
