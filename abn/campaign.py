@@ -4,6 +4,7 @@
 
     python -m abn.campaign --dry-run                 # the plan: what is done, what is missing
     python -m abn.campaign --preflight               # versions, speed, how many runs side by side
+    python -m abn.campaign --smoke                   # the whole path on synthetic data, ~1 min
     python -m abn.campaign --concurrency 4           # everything missing, 4 runs at a time
     torchrun --nproc-per-node 8 -m abn.campaign      # the same over 8 GPUs
 
@@ -35,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from abn import bench, profiles
+from abn import bench, profiles, smoke
 from abn.distributed import launched_by_torchrun
 from abn.provenance import device_name, provenance
 from abn.results import write_json
@@ -93,11 +94,17 @@ def plan_table(stages: list[Stage], args: argparse.Namespace) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("stage")
 
 
+def torchrun_command(concurrency: int, argv: list[str]) -> list[str]:
+    """``python -m abn.campaign <argv>`` as ``concurrency`` processes through torchrun
+    (the smoke check launches its two processes with this too)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={concurrency}", "-m", "abn.campaign", *argv, "--concurrency", "1"]
+
+
 def relaunch(concurrency: int, argv: list[str]) -> int:
     """Run this same command as ``concurrency`` processes on this machine, through torchrun
     (they share the runs as torchrun's ranks do); returns torchrun's exit status."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={concurrency}", "-m", "abn.campaign", *argv, "--concurrency", "1"]
+    cmd = torchrun_command(concurrency, argv)
     print("$ " + " ".join(cmd[1:]), flush=True)
     return subprocess.run(cmd).returncode
 
@@ -158,6 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is done; train nothing")
     p.add_argument("--preflight", action="store_true",
                    help="measure versions, speed and side-by-side throughput; train nothing")
+    p.add_argument("--smoke", action="store_true",
+                   help="check the whole path on synthetic images in a temporary folder "
+                        "(abn.smoke); train nothing real, write nothing in results/")
+    p.add_argument("--smoke-worker", help=argparse.SUPPRESS)  # one torchrun process of --smoke
     p.add_argument("--concurrency", type=int, default=1, help="runs side by side on this device")
     p.add_argument("--out", default="results", help="folder for the result JSONs")
     add_sweep_args(p)
@@ -173,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     small.add_argument("--test-subset", type=int)
     small.add_argument("--preflight-steps", type=int, help="timed steps per measurement")
     args = p.parse_args(argv)
+    if args.smoke:
+        sys.exit(smoke.smoke(args.device))
+    if args.smoke_worker:
+        smoke.worker(args.smoke_worker, p, args)
+        return
     if args.concurrency < 1:
         p.error(f"concurrency must be a positive integer, got {args.concurrency}.")
     stages = [s for s in STAGES if s.number in args.stages]

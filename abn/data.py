@@ -142,6 +142,19 @@ class Cifar10:
     test: tuple[torch.Tensor, torch.Tensor]
 
 
+def synthetic_cifar10(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Cifar10:
+    """Random uint8 images (N x 3 x 32 x 32) and labels in CIFAR-10's shapes and types:
+    what ``python -m abn.campaign --smoke`` trains on to test the whole path on a machine
+    that has no copy of CIFAR-10 yet. Nothing can be learned from them, by design."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+        return images, torch.randint(0, len(CLASSES), (n,), generator=g)
+
+    return Cifar10(train=split(n_train), val=split(n_val), test=split(n_test))
+
+
 def load_splits(train_subset: int | None = None, val_size: int = 5_000,
                 test_subset: int | None = None, root: str | None = None) -> Cifar10:
     """Training images minus the last ``val_size`` (the validation split), the first

@@ -42,6 +42,14 @@ class ResultError(ValueError):
     """A result file that cannot be used, with the file's name in the message."""
 
 
+def refuse_results_folder(path: str | Path | None) -> None:
+    """Raise ValueError if ``path`` is the repository's ``results/`` or lies inside it:
+    runs on anything but CIFAR-10 (the smoke check's synthetic images) write elsewhere,
+    so that nothing but real results can ever land where the book reads them."""
+    if path is not None and Path(path).resolve().is_relative_to(RESULTS.resolve()):
+        raise ValueError(f"{path} is in {RESULTS}: runs on synthetic data never write there.")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary file beside ``path`` to write to; renamed over ``path`` when the block

@@ -36,7 +36,8 @@ from abn import profiles
 from abn.checkpoints import save_trained
 from abn.distributed import World, world
 from abn.models import MODELS
-from abn.results import write_json
+from abn.data import Cifar10
+from abn.results import refuse_results_folder, write_json
 from abn.stats import summary_table
 from abn.train import (TrainConfig, add_config_args, checkpoint_folder, config_dict, config_diff,
                        configs_from_args, train)
@@ -113,12 +114,12 @@ class Failure:
 
 
 def run_one(cfg: TrainConfig, path: Path, ckpt: Path, device, progress: bool,
-            keep_checkpoints: bool, save: bool) -> None:
+            keep_checkpoints: bool, save: bool, data: Cifar10 | None = None) -> None:
     """Train ``cfg`` (resuming from ``ckpt``), save the trained model in fp16 beside its
     JSON if ``save`` (``<name>.pt``, :func:`abn.checkpoints.save_trained`; for a full-scale
     honest run that is the :func:`abn.checkpoints.checkpoint_path` chapter 7 loads), then
     write the JSON last: a result on disk means the run, and its saved model, are complete."""
-    run = train(cfg, checkpoint=ckpt, device=device, progress=progress)
+    run = train(cfg, checkpoint=ckpt, device=device, progress=progress, data=data)
     if save:
         save_trained(run, path.with_suffix(".pt"))
     write_json(run.result, path)
@@ -128,14 +129,19 @@ def run_one(cfg: TrainConfig, path: Path, ckpt: Path, device, progress: bool,
 
 def sweep(configs: list[TrainConfig], out: str | Path, checkpoints: str | Path = "checkpoints",
           device: str | None = None, progress: bool = True, keep_checkpoints: bool = False,
-          save_trained: Collection[str] = (), world: World | None = None) -> list[Path]:
+          save_trained: Collection[str] = (), world: World | None = None,
+          data: Cifar10 | None = None) -> list[Path]:
     """Train every config not yet done; returns the result paths of all ``configs``.
 
     ``save_trained``: run names whose trained model is also saved (fp16, with provenance)
     as ``<out>/<name>.pt``. ``world`` (under torchrun): every process reads
     what is done, then takes its share of the rest; a failing run is recorded and the
     others go on, and once all processes are through, :class:`SweepError` lists the
-    failures (on every process). Alone, a failing run raises at once, as it always did."""
+    failures (on every process). Alone, a failing run raises at once, as it always did.
+    ``data``: splits to train on instead of CIFAR-10 (the smoke check's); then ``out``
+    may not be the repository's ``results/``."""
+    if data is not None:
+        refuse_results_folder(out)
     world = world or World(device=None)
     out, checkpoints = Path(out), Path(checkpoints)
     paths = [out / f"{run_name(cfg)}.json" for cfg in configs]
@@ -154,7 +160,7 @@ def sweep(configs: list[TrainConfig], out: str | Path, checkpoints: str | Path =
         print(f"{who}[{i}/{len(configs)}] {name}: training", flush=True)
         try:
             run_one(cfg, paths[i - 1], checkpoints / f"{name}.pt", device, progress,
-                    keep_checkpoints, name in save_trained)
+                    keep_checkpoints, name in save_trained, data)
         except Exception as err:  # under torchrun: report it, keep the other runs going
             if not world.distributed:
                 raise
@@ -182,7 +188,8 @@ def summary_text(paths: list[Path]) -> str:
 
 
 def run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace,
-              configs: list[TrainConfig], out: str, save_trained: Collection[str] = ()) -> None:
+              configs: list[TrainConfig], out: str, save_trained: Collection[str] = (),
+              data: Cifar10 | None = None) -> None:
     """The command-line flow shared by ``abn.sweep`` and ``abn.campaign``: join the
     processes of a torchrun launch (if any), sweep ``configs``, and on rank 0 print the
     combined summary. A stored result of another config ends it through ``parser.error``
@@ -190,7 +197,7 @@ def run_sweep(parser: argparse.ArgumentParser, args: argparse.Namespace,
     with world(args.device) as w:
         try:
             paths = sweep(configs, out, args.checkpoints, args.device, not args.no_progress,
-                          args.keep_checkpoints, save_trained, w)
+                          args.keep_checkpoints, save_trained, w, data)
         except ResultMismatch as err:
             parser.error(str(err)) if w.rank == 0 else sys.exit(2)
         except SweepError as err:

@@ -41,10 +41,11 @@ from torch import nn
 from tqdm.auto import tqdm  # a widget in Jupyter/Colab, text in a terminal
 
 from abn import profiles
-from abn.data import CIFAR10_STD, OFTEN_COPIED_STD, DeviceLoader, check_split_sizes, load_splits
+from abn.data import (CIFAR10_STD, OFTEN_COPIED_STD, Cifar10, DeviceLoader, check_split_sizes,
+                      load_splits)
 from abn.models import build_model, count_parameters, evaluating
 from abn.provenance import provenance
-from abn.results import atomic_path, write_json
+from abn.results import atomic_path, refuse_results_folder, write_json
 
 SCHEMA_VERSION = 1
 
@@ -177,11 +178,14 @@ def config_diff(now: dict, then: dict, ignore: tuple[str, ...] = ()) -> dict:
 class Run:
     """The state of one training run: model, optimiser, schedule, data, history."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device | str | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, device: torch.device | str | None = None,
+                 data: Cifar10 | None = None) -> None:
+        """``data``: the splits to train on instead of CIFAR-10's (the smoke check's
+        synthetic images, :func:`abn.data.synthetic_cifar10`); None reads CIFAR-10."""
         self.cfg, self.device = cfg, torch.device(device) if device else default_device()
         self.amp = default_amp(self.device) if cfg.amp is None else cfg.amp
         self.protocol = PROTOCOLS[cfg.protocol]
-        data = load_splits(cfg.train_subset, cfg.val_size, cfg.test_subset)
+        data = data or load_splits(cfg.train_subset, cfg.val_size, cfg.test_subset)
         self.train_loader = self._loader(data.train, train=True)
         self.val_loader = self._loader(data.val, train=False) if cfg.val_size else None
         self.test_loader = self._loader(data.test, train=False)
@@ -319,7 +323,8 @@ def _tqdm_disabled() -> bool:
 
 def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Path | None = None,
           device: torch.device | str | None = None, progress: bool = True,
-          on_epoch_end: Callable[[Run], None] | None = None, command: str | None = None) -> Run:
+          on_epoch_end: Callable[[Run], None] | None = None, command: str | None = None,
+          data: Cifar10 | None = None) -> Run:
     """Train per ``cfg``; resume from ``checkpoint`` if it exists; write ``out`` as JSON.
 
     Returns the finished :class:`Run`: ``run.model`` is the trained model and
@@ -327,8 +332,14 @@ def train(cfg: TrainConfig, out: str | Path | None = None, checkpoint: str | Pat
 
     ``on_epoch_end(run)`` is called after each epoch's checkpoint is on disk (it may raise
     to stop the run; rerunning then resumes where it stopped).
+
+    ``data``: splits to train on instead of CIFAR-10 (see :class:`Run`); such a run may
+    not write into the repository's ``results/`` (:func:`abn.results.refuse_results_folder`).
     """
-    run = Run(cfg, device)
+    if data is not None:
+        for path in (out, checkpoint):
+            refuse_results_folder(path)
+    run = Run(cfg, device, data)
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
         run.load_state_dict(torch.load(ckpt, map_location=run.device, weights_only=False))
