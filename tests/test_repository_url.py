@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 
-from repository_url import README, config_url, copies
+import nbformat
+
+from repository_url import README, config_url, copies, install_cell, notebooks
 
 
 def test_config_url_is_a_github_repository() -> None:
@@ -30,3 +32,16 @@ def test_readme_says_how_to_publish_elsewhere() -> None:
     """The README names the setting and the command that propagates it."""
     text = README.read_text(encoding="utf-8")
     assert "repository.url" in text and "tests/repository_url.py" in text
+
+
+def test_chapter_title_comes_before_the_install_cell() -> None:
+    """A reader (of the page, or in Colab) meets the chapter's title first, the install
+    cell after it."""
+    late = []
+    for path in notebooks():
+        notebook = nbformat.read(path, as_version=4)
+        first, install = notebook.cells[0], install_cell(notebook)
+        title_first = first.cell_type == "markdown" and first.source.startswith("# ")
+        if not title_first or install is None or notebook.cells.index(install) == 0:
+            late.append(path.name)
+    assert not late, f"these notebooks do not open with their title: {late}"
