@@ -459,5 +459,5 @@ def cv_figure(stats: GateStats) -> go.Figure:
                     customdata=list(range(len(cv))),
                     hovertemplate="%{x}, channel %{customdata}: CV %{y:.3f}<extra></extra>")
     fig.update_layout(height=400, yaxis=dict(title="CV of m across images", rangemode="tozero"),
-                      title="How much each channel's gain varies between images (std / mean)")
+                      title="Each channel's CV of m across images")
     return fig
