@@ -49,3 +49,24 @@ def test_trace_types_of_a_trace_without_type() -> None:
     """A trace written without ``type`` is a scatter (plotly.js's default)."""
     body = f'Plotly.newPlot(\n "id",\n {json.dumps([{"y": [1]}])},\n {{}})'
     assert trace_types(body) == {"scatter"}
+
+
+def test_widget_scripts_dropped_where_no_widget_is_shown() -> None:
+    """The widget manager and state stay on a page that shows a widget, and go elsewhere."""
+    from types import SimpleNamespace
+
+    from sphinx.builders.html._assets import _JavaScript
+
+    manager = {"requirejs/require.js": {}, "html-manager/embed-amd.js": {}}
+    app = SimpleNamespace(config=SimpleNamespace(nb_ipywidgets_js=manager))
+
+    def scripts() -> list:
+        state = _JavaScript(None, type="application/vnd.jupyter.widget-state+json", body="{}")
+        return [_JavaScript("doctools.js"), state, *(_JavaScript(f) for f in manager)]
+
+    shown = scripts()
+    offline_book._drop_widget_scripts(app, shown, '<script type="application/vnd.jupyter.widget-view+json">')
+    assert len(shown) == 4
+    hidden = scripts()
+    offline_book._drop_widget_scripts(app, hidden, "<p>no widget here</p>")
+    assert [s.filename for s in hidden] == ["doctools.js"]

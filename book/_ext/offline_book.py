@@ -24,6 +24,9 @@ What it does, and why:
   widget in a static page is a bar stuck at its last state, and it alone would make
   myst-nb load the 3.5 MB widget manager on the page. ``abn.train`` prints a line per
   epoch either way.
+* **no widget manager for nothing.** myst-nb adds require.js and the 3.5 MB widget
+  manager (``nb_ipywidgets_js``) to every page whose notebook saved any widget state,
+  even when no widget is displayed; such pages drop them.
 * **duplicate inline scripts.** With Sphinx 7, sphinx-thebe and sphinx-togglebutton
   register their inline configuration scripts twice per page; the second
   ``const THEBE_JS_URL`` throws a SyntaxError in every page. Keep the first copy only.
@@ -56,6 +59,9 @@ PLOTLY_THEME_JS = "shims/plotly-theme.js"
 _INLINE_BUNDLE = re.compile(r"<script[^>]*>\s*/\*\*\s*\*\s*plotly\.js v.*?</script>", re.S)
 # The MathJax script plotly adds to every figure (its include_mathjax="cdn" is hard-coded).
 _CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*"></script>', re.I)
+# A displayed widget, and the page's saved widget state (myst-nb's script types).
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 # A figure's drawing call, up to its data array: Plotly.newPlot(\n "<div id>",\n [...]
 _NEW_PLOT = re.compile(r'Plotly\.newPlot\(\s*"[^"]*",\s*(?=\[)')
 
@@ -111,10 +117,23 @@ def _dedupe_inline_scripts(scripts: list[Any]) -> None:
             seen.add(body)
 
 
+def _drop_widget_scripts(app: Sphinx, scripts: list[Any], body: str) -> None:
+    """Remove the widget scripts (state and manager) from a page that shows no widget."""
+    if _WIDGET_VIEW in body:
+        return
+    manager = set(app.config.nb_ipywidgets_js)
+    for script in list(scripts):
+        attributes = getattr(script, "attributes", {})
+        if getattr(script, "filename", None) in manager or attributes.get("type") == _WIDGET_STATE:
+            scripts.remove(script)
+
+
 def _on_page(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
-    """Rewrite a page: one copy of each inline script; local plotly.js for figures."""
-    _dedupe_inline_scripts(context.get("script_files", []))
+    """Rewrite a page: one copy of each inline script; widget scripts only where a widget
+    is shown; local plotly.js for figures."""
     body = context.get("body", "")
+    _dedupe_inline_scripts(context.get("script_files", []))
+    _drop_widget_scripts(app, context.get("script_files", []), body)
     if "plotly-graph-div" not in body:
         return
     context["body"] = body = strip_plotly_cdn(body)
@@ -144,6 +163,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     # A progress bar in a static page is a frozen widget (and loads the widget manager):
     # abn.train prints one line per epoch instead.
     os.environ["TQDM_DISABLE"] = "1"
-    app.connect("html-page-context", _on_page)
+    app.connect("html-page-context", _on_page, priority=600)  # after myst-nb adds its scripts
     app.connect("build-finished", _write_plotly_js)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
