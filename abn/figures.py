@@ -102,6 +102,7 @@ def image_figure(stats: GateStats, indices: list[int], title_suffix: str = "") -
                          "annotations[0].text": f"test #{i}",  # the image panel's title
                          "images[0].source": png_uri(stats.images[i])}])
              for step, i in enumerate(indices)]
+    fig.update_annotations(font_size=13)  # the subplot titles: three side by side on a phone
     fig.update_yaxes(autorange="reversed", col=2)
     fig.update_yaxes(autorange="reversed", showticklabels=False, col=3)
     fig.update_xaxes(title_text="channel", col=2)
