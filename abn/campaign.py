@@ -27,7 +27,9 @@ exactly as ``torchrun -m abn.sweep`` does across GPUs.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -117,43 +119,139 @@ def device_tag(device: torch.device) -> str:
 def recommended_concurrency(side_by_side: list[dict], within: float = 0.95) -> int:
     """The fewest runs side by side whose aggregate images/s comes within ``within`` of the
     best measured: more processes than that add memory and contention, not speed."""
-    best = max(r["images_per_s"] for r in side_by_side)
-    return min(r["runs"] for r in side_by_side if r["images_per_s"] >= within * best)
+    return fastest(side_by_side, within)["runs"]
+
+
+def fastest(measured: list[dict], within: float = 0.95) -> dict:
+    """The simplest setting among ``measured`` (side-by-side results; those with an
+    ``error`` are skipped) whose aggregate images/s is within ``within`` of the best:
+    fewest runs first, then without CUDA MPS, then without torch.compile."""
+    ok = [r for r in measured if "error" not in r]
+    best = max(r["images_per_s"] for r in ok)
+    return min((r for r in ok if r["images_per_s"] >= within * best),
+               key=lambda r: (r["runs"], bool(r.get("mps")), bool(r.get("compile"))))
+
+
+def start_mps() -> bool:
+    """Start the CUDA MPS control daemon (``nvidia-cuda-mps-control -d``), which lets the
+    processes on one GPU share it at once instead of taking turns; False where the
+    image has no such program or it does not start. It runs until :func:`stop_mps`."""
+    exe = shutil.which("nvidia-cuda-mps-control")
+    if exe is None:
+        return False
+    return subprocess.run([exe, "-d"], capture_output=True, timeout=30).returncode == 0
+
+
+def stop_mps() -> None:
+    """Stop the MPS daemon :func:`start_mps` started (``echo quit | nvidia-cuda-mps-control``)."""
+    if exe := shutil.which("nvidia-cuda-mps-control"):
+        subprocess.run([exe], input=b"quit\n", capture_output=True, timeout=30)
+
+
+def setting_line(r: dict) -> str:
+    """A side-by-side setting as the campaign's flags: ``--concurrency 4 --compile MODE``."""
+    compile = f" --compile {r['compile']}" if isinstance(r.get("compile"), str) else (
+        " --compile" if r.get("compile") else "")
+    mps = " (under CUDA MPS)" if r.get("mps") else ""
+    return f"--concurrency {r['runs']}{compile}{mps}"
 
 
 def preflight(out: str | Path, device: str | None = None, width: float = 1.0,
-              steps: int | None = None, compile_modes: tuple[bool, ...] = (False, True),
-              concurrency: tuple[int, ...] = (1, 2, 4, 8), models: tuple[str, ...] = PAIR) -> dict:
-    """Measure before spending device time: versions, :func:`abn.bench.bench` for ResNet-S
-    and ResNet-DMB (paper loop vs abn, batch 128, compile off and on; one bench JSON each
-    in ``out``), and the aggregate images/s of 1, 2, 4, 8 training runs side by side.
-    Writes ``out/preflight_<device>.json`` after each measurement (a call cut short by
-    a time limit keeps what it measured) and returns it."""
+              steps: int | None = None, compile_modes: tuple[bool | str, ...] = (False, True),
+              concurrency: tuple[int, ...] = (1, 2, 4, 8), models: tuple[str, ...] = PAIR,
+              parts: tuple[str, ...] = ("bench", "throughput"), synthetic: bool = False,
+              mps: tuple[int, ...] = (), compiled_one: tuple[str, ...] = ()) -> dict:
+    """Measure before spending device time: versions; ``bench``: :func:`abn.bench.bench`
+    for ResNet-S and ResNet-DMB (paper loop vs abn, batch 128, each of ``compile_modes``;
+    one bench JSON each in ``out``); ``throughput``: the aggregate images/s of 1, 2, 4, 8
+    training runs side by side, of ``mps`` runs side by side under CUDA MPS (where the
+    image has it), and of one run compiled in each of ``compiled_one``'s modes; then the
+    fastest setting (:func:`fastest`). ``synthetic``: on random images of CIFAR-10's
+    sizes, so that it runs before CIFAR-10 has arrived (the speed is the same).
+    Writes ``out/preflight_<device>[_<part>].json`` after each measurement (a call cut
+    short by a time limit keeps what it measured; a setting that fails is recorded with
+    its error and the others go on) and returns it."""
     dev = torch.device(device) if device else default_device()
     tag, out = device_tag(dev), Path(out)
     warmup = bench.default_warmup(dev)
     benches, side = [], []
     result = {"kind": "preflight", "device": device_name(dev),
               "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
-              "gpus": torch.cuda.device_count(), "bench": benches, "side_by_side": side,
-              "recommended_concurrency": None, "provenance": provenance(dev)}
-    for model in models:
+              "gpus": torch.cuda.device_count(), "data": "synthetic" if synthetic else "cifar10",
+              "bench": benches, "side_by_side": side, "recommended_concurrency": None,
+              "fastest": None, "provenance": provenance(dev)}
+    path = out / (f"preflight_{tag}.json" if set(parts) == {"bench", "throughput"}
+                  else f"preflight_{tag}_{'_'.join(parts)}.json")
+    for model in models if "bench" in parts else ():
         for compile in compile_modes:
-            r = bench.bench(model, width, 128, steps, warmup, str(dev), compile)
-            name = f"bench_{tag}_{model}{'_compile' if compile else ''}.json"
+            r = bench.bench(model, width, 128, steps, warmup, str(dev), compile, synthetic)
+            suffix = "" if not compile else "_compile" if compile is True else f"_{compile}"
+            name = f"bench_{tag}_{model}{suffix}.json"
             bench.save(r, str(out / name), str(dev))
             benches.append(r | {"file": name})
-            write_json(result, out / f"preflight_{tag}.json")
+            write_json(result, path)
             print(f"{model} compile={compile}: paper loop {r['paper_loop_img_s']:,.0f} img/s, "
                   f"abn {r['abn_img_s']:,.0f} img/s, ratio {r['ratio']:.2f}", flush=True)
-    for n in concurrency:
-        r = bench.side_by_side_images_per_second(n, "resnet_s", width, steps=steps or 200,
-                                                 warmup=warmup, device=str(dev))
+    settings = [(n, False, False) for n in concurrency] + [(n, True, False) for n in mps] + [
+        (1, False, mode) for mode in compiled_one]
+    mps_on = False
+    for n, under_mps, compile in settings if "throughput" in parts else ():
+        if under_mps and not mps_on and not (mps_on := start_mps()):
+            side.append({"runs": n, "mps": True, "compile": compile,
+                         "error": "nvidia-cuda-mps-control is missing or did not start"})
+            print(f"{n} run(s) side by side under MPS: {side[-1]['error']}", flush=True)
+            write_json(result, path)
+            continue
+        if mps_on and not under_mps:
+            stop_mps()
+            mps_on = False
+        label = f"{n} run(s) side by side{' under MPS' if under_mps else ''}" + (
+            f", compile {compile}" if compile else "")
+        try:
+            r = bench.side_by_side_images_per_second(
+                n, "resnet_s", width, steps=steps or 200, warmup=warmup, device=str(dev),
+                compile=compile, synthetic=synthetic) | {"mps": under_mps}
+            print(f"{label}: {r['images_per_s']:,.0f} img/s in all", flush=True)
+        except Exception as err:  # one setting failing must not cost the others
+            r = {"runs": n, "mps": under_mps, "compile": compile, "error": str(err)}
+            print(f"{label}: FAILED ({err})", flush=True)
         side.append(r)
-        result["recommended_concurrency"] = recommended_concurrency(side)
-        write_json(result, out / f"preflight_{tag}.json")
-        print(f"{n} run(s) side by side: {r['images_per_s']:,.0f} img/s in all", flush=True)
+        if any("error" not in s for s in side):
+            result["fastest"] = fastest(side)
+            result["recommended_concurrency"] = result["fastest"]["runs"]
+        write_json(result, path)
+    if mps_on:
+        stop_mps()
+    if result["fastest"]:
+        f = result["fastest"]
+        print(f"fastest: {setting_line(f)}: {f['images_per_s']:,.0f} img/s", flush=True)
     return result
+
+
+def fastest_setting(out: str | Path, device: torch.device) -> dict | None:
+    """The fastest setting a preflight on this device stored in ``out`` (the throughput
+    part's file first), or None if there is none."""
+    tag = device_tag(device)
+    for name in (f"preflight_{tag}_throughput.json", f"preflight_{tag}.json"):
+        path = Path(out) / name
+        if path.exists() and (f := json.loads(path.read_text()).get("fastest")):
+            return f
+    return None
+
+
+def apply_fastest(args: argparse.Namespace) -> None:
+    """Set ``args.concurrency`` and ``args.compile`` from :func:`fastest_setting` (4 runs
+    side by side without one), and start CUDA MPS if that setting used it. The processes
+    torchrun starts take only the compile mode: the launch is already made."""
+    dev = torch.device(args.device) if args.device else default_device()
+    f = fastest_setting(args.out, dev) or {"runs": 4, "compile": False, "mps": False}
+    args.compile = f.get("compile") or args.compile
+    if launched_by_torchrun():
+        return
+    args.concurrency = f["runs"]
+    if f.get("mps") and not start_mps():
+        print("CUDA MPS did not start; running without it", flush=True)
+    print(f"setting: {setting_line(f)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,8 +261,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stages", nargs="+", type=int, choices=[s.number for s in STAGES],
                    default=[s.number for s in STAGES], help="which stages (default: all, in order)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is done; train nothing")
-    p.add_argument("--preflight", action="store_true",
-                   help="measure versions, speed and side-by-side throughput; train nothing")
+    p.add_argument("--preflight", nargs="?", const="all", choices=["all", "bench", "throughput"],
+                   help="measure versions, speed (bench) and side-by-side throughput (with CUDA "
+                        "MPS and compile reduce-overhead on CUDA); train nothing")
+    p.add_argument("--synthetic", action="store_true",
+                   help="--preflight on random images of CIFAR-10's sizes (before it arrives)")
+    p.add_argument("--fastest", action="store_true",
+                   help="run with the fastest setting the preflight stored in --out "
+                        "(concurrency, compile, CUDA MPS); 4 runs side by side if none")
     p.add_argument("--smoke", action="store_true",
                    help="check the whole path on synthetic images in a temporary folder "
                         "(abn.smoke); train nothing real, write nothing in results/")
@@ -174,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     add_sweep_args(p)
     p.add_argument("--profile", choices=profiles.PROFILES, default="full")
     p.add_argument("--device", help="cuda | cpu (default: cuda if available)")
-    p.add_argument("--compile", action="store_true", help="use torch.compile")
+    p.add_argument("--compile", nargs="?", const=True, metavar="MODE",
+                   help="use torch.compile, in MODE if given (reduce-overhead: CUDA graphs)")
     p.add_argument("--no-progress", action="store_true")
     small = p.add_argument_group("smaller runs (for tests; the campaign is full scale)")
     small.add_argument("--width", type=float)
@@ -189,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke_worker:
         smoke.worker(args.smoke_worker, p, args)
         return
+    if args.fastest:
+        apply_fastest(args)
     if args.concurrency < 1:
         p.error(f"concurrency must be a positive integer, got {args.concurrency}.")
     stages = [s for s in STAGES if s.number in args.stages]
@@ -198,8 +305,14 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, ResultMismatch) as err:
         p.error(str(err))
     if args.preflight:
-        r = preflight(args.out, args.device, args.width or 1.0, args.preflight_steps)
-        print(f"recommended: python -m abn.campaign --concurrency {r['recommended_concurrency']}")
+        cuda = (torch.device(args.device) if args.device else default_device()).type == "cuda"
+        parts = ("bench", "throughput") if args.preflight == "all" else (args.preflight,)
+        r = preflight(args.out, args.device, args.width or 1.0, args.preflight_steps,
+                      compile_modes=(False,) if args.preflight == "bench" else (False, True),
+                      parts=parts, synthetic=args.synthetic, mps=(2, 4, 8) if cuda else (),
+                      compiled_one=("reduce-overhead",) if cuda else ())
+        if r["fastest"]:
+            print(f"recommended: python -m abn.campaign {setting_line(r['fastest'])}")
         return
     if not launched_by_torchrun():  # torchrun's ranks: the plan was printed before the launch
         print(f"Campaign plan ({args.profile} profile, results in {args.out}):")

@@ -48,6 +48,7 @@ from abn.provenance import provenance
 from abn.results import atomic_path, refuse_results_folder, write_json
 
 SCHEMA_VERSION = 1
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class TrainConfig:
     test_subset: int | None = None
     amp: bool | None = None  # bf16 autocast; None: where the hardware has bf16 (see default_amp)
     channels_last: bool = True
-    compile: bool = False
+    compile: bool | str = False  # True, or a torch.compile mode such as "reduce-overhead"
     profile: str = "full"
     protocol: str = "honest"  # a key of PROTOCOLS
 
@@ -112,6 +113,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}.")
+        if isinstance(self.compile, str) and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}.")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}.")
         if not PROTOCOLS[self.protocol].validation and self.val_size:
@@ -203,7 +206,8 @@ class Run:
         per_epoch = self.protocol.per_epoch_schedule
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.epochs * (1 if per_epoch else len(self.train_loader)))
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        mode = cfg.compile if isinstance(cfg.compile, str) else None
+        self.forward = torch.compile(self.model, mode=mode) if cfg.compile else self.model
         self.history: list[dict] = []
         self.result: dict | None = None  # set by train() when the run is finished
 
@@ -387,7 +391,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--no-amp", action="store_true", help="train in fp32 instead of bf16 autocast")
-    p.add_argument("--compile", action="store_true", help="use torch.compile")
+    p.add_argument("--compile", nargs="?", const=True, metavar="MODE",
+                   help="use torch.compile, in MODE if given (reduce-overhead: CUDA graphs)")
     p.add_argument("--device", help="cuda | cpu (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
 

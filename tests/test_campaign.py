@@ -140,3 +140,37 @@ def test_a_stored_result_of_another_config_stops_the_campaign(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         campaign.main(["--dry-run", "--out", str(tmp_path), *TINY])
     assert exit_.value.code == 2 and path.name in capsys.readouterr().err
+
+
+def test_fastest_prefers_the_simplest_setting_within_5_percent():
+    side = [{"runs": 1, "images_per_s": 100.0, "mps": False, "compile": False},
+            {"runs": 4, "images_per_s": 300.0, "mps": False, "compile": False},
+            {"runs": 4, "images_per_s": 310.0, "mps": True, "compile": False},
+            {"runs": 2, "mps": True, "compile": False, "error": "no MPS"},
+            {"runs": 1, "images_per_s": 420.0, "mps": False, "compile": "reduce-overhead"}]
+    assert campaign.fastest(side)["compile"] == "reduce-overhead"
+    assert campaign.setting_line(campaign.fastest(side)) == "--concurrency 1 --compile reduce-overhead"
+    assert campaign.fastest(side[:3]) == side[1]  # MPS's 3% is not worth a daemon
+    assert campaign.setting_line(side[2]) == "--concurrency 4 (under CUDA MPS)"
+
+
+def test_throughput_preflight_on_synthetic_data_and_the_campaign_takes_its_setting(
+        tmp_path, monkeypatch):
+    """Call 2 of the GPU session at tiny scale: side by side on synthetic images, a setting
+    that cannot run (MPS on a machine without it) recorded and skipped, the fastest stored;
+    ``--fastest`` then reads it (and falls back to 4 runs where none is stored)."""
+    monkeypatch.setattr(campaign.shutil, "which", lambda name: None)  # no MPS here
+    r = campaign.preflight(tmp_path, "cpu", width=0.125, steps=2, concurrency=(1,),
+                           parts=("throughput",), synthetic=True, mps=(2,))
+    stored = json.loads((tmp_path / "preflight_cpu_throughput.json").read_text())
+    assert stored == json.loads(json.dumps(r)) and stored["data"] == "synthetic"
+    assert [("error" in s, s["runs"], s["mps"]) for s in stored["side_by_side"]] == [
+        (False, 1, False), (True, 2, True)]
+    assert stored["fastest"]["runs"] == 1 and stored["bench"] == []
+    args = argparse.Namespace(out=str(tmp_path), device="cpu", compile=None, concurrency=1)
+    campaign.apply_fastest(args)
+    assert args.concurrency == 1 and not args.compile
+    args = argparse.Namespace(out=str(tmp_path / "none"), device="cpu", compile=None,
+                              concurrency=1)
+    campaign.apply_fastest(args)
+    assert args.concurrency == 4
