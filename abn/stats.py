@@ -333,9 +333,15 @@ def paired_power(n: float, delta: float, sd_diff: float, alpha: float = ALPHA) -
     reports it."""
     if n < 2 or sd_diff <= 0:
         raise ValueError(f"need n >= 2 and sd_diff > 0, got n={n}, sd_diff={sd_diff}.")
-    df, nc = n - 1, delta / (sd_diff / math.sqrt(n))
+    # The power is symmetric in the sign of delta. SciPy's noncentral t returns nan where
+    # a tail underflows (large noncentrality): the far tail is then 0 to every digit.
+    df, nc = n - 1, abs(delta) / (sd_diff / math.sqrt(n))
     crit = scipy.stats.t.ppf(1 - alpha / 2, df)
-    return float(scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.cdf(-crit, df, nc))
+    near = scipy.stats.nct.sf(crit, df, nc)
+    if math.isnan(near):
+        near = 1.0 - scipy.stats.nct.cdf(crit, df, nc)
+    far = scipy.stats.nct.cdf(-crit, df, nc)
+    return float(near + (0.0 if math.isnan(far) else far))
 
 
 def seeds_needed(delta: float, sd_diff: float, power: float = 0.8, alpha: float = ALPHA,

@@ -283,6 +283,11 @@ def test_power_of_the_paired_t_test_against_r():
     assert stats.paired_power(5, 0.0, 1.0) == pytest.approx(0.05)  # no effect: alpha
     powers = [stats.paired_power(n, 0.3, 1.0) for n in (3, 10, 30, 100)]
     assert powers == sorted(powers)
+    # Large noncentrality, where SciPy's far tail underflows to nan (n = 5 here): by
+    # the near tail alone gives 0.359 with 2 pairs and 0.928 with 3.
+    assert stats.paired_power(5, 0.37, 0.088) == pytest.approx(1.0, abs=1e-5)
+    assert stats.paired_power(2, 0.37, 0.088) == pytest.approx(0.359, abs=1e-3)
+    assert stats.seeds_needed(0.37, 0.088) == 3
     assert stats.difference_sd(0.16) == pytest.approx(0.16 * math.sqrt(2))
     assert stats.difference_sd(0.16, correlation=0.5) == pytest.approx(0.16)
     with pytest.raises(ValueError):
