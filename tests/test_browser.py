@@ -9,6 +9,13 @@ that fit the text column (no sideways scrolling at 1200 px), no JavaScript error
 one request to the network. A screenshot of each page goes to
 ``_build/screenshots/<page>.jpg`` (API pages: ``_build/screenshots/api/``).
 
+The same open page is then checked as a phone shows it (390 px: the page no wider than
+the screen, figures inside their column, the sidebar toggle opening the chapter list) and
+in the dark theme (figures not white panels, their text and the tables' captions
+legible), with a screenshot of each in ``_build/screenshots/phone/`` and ``dark/``; and
+its scripts are weighed: plotly.js and the widget manager only where a figure or a
+widget needs them.
+
 Needs Chromium from the system (Debian: ``apt-get install -y chromium``) and the Python
 ``playwright`` package, which drives that Chromium; playwright's own browser download
 is not used.
@@ -28,6 +35,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from api_pages import API_FOLDER, public_modules
 from notebook_runner import BUILD, chapter_source, chapter_title, record_time, toc_chapters
+from page_weight import page_scripts
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
@@ -41,6 +49,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = BUILD / "screenshots"
 VIEWPORT = {"width": 1200, "height": 2000}
+PHONE = {"width": 390, "height": 844}  # a common phone, in CSS pixels
 READY_TIMEOUT_MS = 30_000
 
 # True once every figure, widget view and formula on the page has been drawn.
@@ -95,6 +104,77 @@ CONTROLS_JS = """gd => {
     menu: menu ? {buttons: menu.buttons.length, active: menu.active, type: menu.type} : null,
   };
 }"""
+
+
+# Visible elements matching a selector (display, visibility and size all non-zero).
+_VISIBLE_JS = """selector => [...document.querySelectorAll(selector)].filter(e => {
+  const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+  return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';
+}).length"""
+
+# At phone width: how wide the page is, the figures wider than their output column, and
+# figure titles (the title and the annotations that title subplots) printed over each other.
+PHONE_JS = """() => {
+  const overlap = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const overprinted = [];
+  document.querySelectorAll('.plotly-graph-div').forEach((gd, i) => {
+    const titles = [...gd.querySelectorAll('.gtitle, .annotation-text')].filter(t => t.textContent.trim());
+    const boxes = titles.map(t => t.getBoundingClientRect());
+    boxes.forEach((a, j) => boxes.slice(j + 1).forEach((b, k) => {
+      if (overlap(a, b)) overprinted.push(`figure ${i}: "${titles[j].textContent}" over "${titles[j + 1 + k].textContent}"`);
+    }));
+  });
+  return {
+    page_width: document.documentElement.scrollWidth,
+    wide_figures: [...document.querySelectorAll('.plotly-graph-div')]
+      .filter(gd => gd.getBoundingClientRect().width > gd.closest('.cell_output, article').clientWidth + 1)
+      .map(gd => Math.round(gd.getBoundingClientRect().width)),
+    overprinted: overprinted,
+  };
+}"""
+
+# Whether every figure has been redrawn for the dark theme (its paper no longer white).
+DARK_READY_JS = """() => [...document.querySelectorAll('.plotly-graph-div .main-svg:first-of-type')]
+  .every(svg => getComputedStyle(svg).backgroundColor !== 'rgb(255, 255, 255)')"""
+
+# In the dark theme: figures whose paper is a light panel, figure text and table captions
+# whose contrast with what is behind them is below 3:1 (figure text, WCAG's minimum for
+# graphics) or 4.5:1 (captions, WCAG AA for text). Each problem as one short string.
+CONTRAST_JS = """() => {
+  const rgba = s => { const v = (s.match(/[\\d.]+/g) || []).map(Number); return v.length === 3 ? [...v, 1] : v; };
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const behind = el => {  // the first (nearly) opaque background at or above el
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0.5) return c;
+    }
+    return rgba(getComputedStyle(document.documentElement).backgroundColor);
+  };
+  const problems = [];
+  document.querySelectorAll('.plotly-graph-div').forEach((gd, i) => {
+    const paper = rgba(getComputedStyle(gd.querySelector('.main-svg')).backgroundColor);
+    if (paper[3] > 0.5 && lum(paper) > 0.4) problems.push(`figure ${i}: light paper ${paper}`);
+    const back = paper[3] > 0.5 ? paper : behind(gd);
+    for (const t of gd.querySelectorAll('.gtitle, .xtick text, .ytick text, .legendtext')) {
+      const r = ratio(rgba(getComputedStyle(t).fill), back);
+      if (r < 3) { problems.push(`figure ${i}: text "${t.textContent}" contrast ${r.toFixed(1)}`); break; }
+    }
+  });
+  document.querySelectorAll('.cell_output caption').forEach(c => {
+    const r = ratio(rgba(getComputedStyle(c).color), behind(c));
+    if (r < 4.5) problems.push(`caption "${c.textContent.slice(0, 40)}" contrast ${r.toFixed(1)}`);
+  });
+  return problems;
+}"""
+
+# Sphinx cross-reference roles printed as text (a docstring shown with print()).
+RAW_ROLES_JS = """() => [...document.querySelectorAll('.cell_output')]
+  .map(o => (o.textContent.match(/:(?:func|class|meth|mod|data|attr|exc):`[^`]+`/) || [])[0])
+  .filter(Boolean)"""
 
 
 @dataclass
@@ -182,6 +262,65 @@ def _click_control(page: Page, gd: ElementHandle) -> str | None:
     return None
 
 
+def desktop_problems(page: Page) -> list[str]:
+    """At the desktop width: one search box and one sidebar toggle, not the pydata
+    header's second set (which the theme's script binds instead of the visible one)."""
+    counts = {sel: page.evaluate(_VISIBLE_JS, sel) for sel in (".search-button-field", ".primary-toggle")}
+    return [f"{n} visible {sel} at {VIEWPORT['width']} px" for sel, n in counts.items() if n > 1]
+
+
+def phone_problems(page: Page, screenshot: Path) -> list[str]:
+    """At 390 px: the page is no wider than the screen, every figure fits its column
+    without titles printed over each other, and the visible sidebar toggle opens the
+    chapter list (a <dialog>). Saves a screenshot."""
+    page.set_viewport_size(PHONE)
+    try:  # plotly redraws responsive figures on the window's resize event
+        page.wait_for_function(f"() => ({PHONE_JS})().wide_figures.length === 0", timeout=5_000)
+    except PlaywrightTimeout:
+        pass
+    layout = page.evaluate(PHONE_JS)
+    problems = [f"figures wider than their column: {layout['wide_figures']} px"] if layout["wide_figures"] else []
+    problems += [f"titles overprinted: {t}" for t in layout["overprinted"]]
+    if layout["page_width"] > PHONE["width"]:
+        problems.append(f"page {layout['page_width']} px wide on a {PHONE['width']} px screen")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=screenshot, full_page=True, quality=60)
+    toggles = [t for t in page.query_selector_all("button.primary-toggle") if t.is_visible()]
+    if len(toggles) != 1:
+        return [*problems, f"{len(toggles)} visible sidebar toggles"]
+    toggles[0].click()
+    try:
+        page.wait_for_selector("#pst-primary-sidebar-modal[open] a.reference", timeout=3_000)
+    except PlaywrightTimeout:
+        problems.append("the sidebar toggle does not open the chapter list")
+    page.keyboard.press("Escape")
+    return problems
+
+
+def dark_problems(page: Page, screenshot: Path) -> list[str]:
+    """In the dark theme (as its switch sets it): no figure is a light panel, and figure
+    text and table captions keep their contrast. Saves a screenshot."""
+    page.evaluate("document.documentElement.dataset.theme = 'dark'")
+    try:
+        page.wait_for_function(DARK_READY_JS, timeout=5_000)
+    except PlaywrightTimeout:
+        pass
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=screenshot, full_page=True, quality=60)
+    return page.evaluate(CONTRAST_JS)
+
+
+def weight_problems(path: Path, status: dict) -> list[str]:
+    """plotly.js (4.8 MB) only on pages with a figure, the widget manager (3.5 MB) only on
+    pages with a widget: the two bundles a page should not load for nothing."""
+    scripts = page_scripts(path)
+    problems = []
+    for bundle, needed in (("plotly", status["plots"] > 0), ("widgets", status["widget_views"] > 0)):
+        if scripts.loads(bundle) != needed:
+            problems.append(f"{bundle} {'not ' if needed else ''}loaded, page has {status}")
+    return problems
+
+
 @pytest.mark.parametrize("chapter", toc_chapters(), ids=lambda c: Path(c).name)
 def test_chapter_renders_offline(browser: Browser, built_html: Path, chapter: str) -> None:
     """Title, figures, math and widgets render with no network; plotly controls work."""
@@ -213,6 +352,13 @@ def test_chapter_renders_offline(browser: Browser, built_html: Path, chapter: st
             except PlaywrightTimeout:
                 pytest.fail(f"figure {index}: clicking {clicked} did not change the figure", pytrace=False)
 
+        assert not page.evaluate(RAW_ROLES_JS), f"outputs show raw Sphinx roles: {page.evaluate(RAW_ROLES_JS)}"
+        assert not (problems := desktop_problems(page)), f"desktop layout: {problems}"
+        assert not (problems := weight_problems(built_html / f"{chapter}.html", status)), problems
+        name = f"{Path(chapter).name}.jpg"
+        assert not (problems := phone_problems(page, SCREENSHOTS / "phone" / name)), f"at 390 px: {problems}"
+        assert not (problems := dark_problems(page, SCREENSHOTS / "dark" / name)), f"dark theme: {problems}"
+
         assert not log.errors, f"JavaScript errors on the page: {log.errors}"
         assert not log.network, f"the page tried to use the network: {log.network}"
     finally:
@@ -235,9 +381,14 @@ def test_api_pages_render_offline(browser: Browser, built_html: Path) -> None:
         try:
             status = render(page, SCREENSHOTS / "api" / f"{path.stem}.jpg")
             documented = page.evaluate("document.querySelectorAll('dl.py').length")
+            layout = [*desktop_problems(page), *weight_problems(path, status)]
+            if path == paths[0]:  # one API page as a phone shows it and in the dark theme
+                layout += phone_problems(page, SCREENSHOTS / "phone" / "api" / f"{path.stem}.jpg")
+                layout += dark_problems(page, SCREENSHOTS / "dark" / "api" / f"{path.stem}.jpg")
         finally:
             page.context.close()
         issues = [
+            *layout,
             *([f"title {status['h1']}"] if path.stem not in status["h1"] else []),
             *(["nothing documented"] if documented == 0 and path.stem != "abn" else []),
             *([f"math {status}"] if status["math_typeset"] != status["math"] else []),
