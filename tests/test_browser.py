@@ -127,7 +127,7 @@ PHONE_JS = """() => {
   return {
     page_width: document.documentElement.scrollWidth,
     wide_figures: [...document.querySelectorAll('.plotly-graph-div')]
-      .filter(gd => gd.getBoundingClientRect().width > gd.closest('.cell_output, article').clientWidth + 1)
+      .filter(gd => gd.getBoundingClientRect().width > (gd.closest('.cell_output, article') || document.body).clientWidth + 1)
       .map(gd => Math.round(gd.getBoundingClientRect().width)),
     overprinted: overprinted,
   };
