@@ -194,11 +194,13 @@ def build_model(name: str, width: float = 1.0, seed: int | None = None, **kwargs
         raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
     if seed is None:
         return MODELS[name](width=width, **kwargs)
-    with torch.random.fork_rng(devices=[]):  # the caller's stream is restored afterwards
-        torch.manual_seed(seed)
+    # Initialisation draws from the CPU generator (models are built on the CPU, then
+    # moved); it is seeded inside a fork, so the caller's CPU and GPU streams are untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
         model = MODELS[name](width=width, **kwargs)
         if name != "resnet_s":
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             num_classes = kwargs.get("num_classes", 10)
             adopt_shared(model, resnet_s(width, num_classes=num_classes))
     return model
