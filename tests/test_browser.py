@@ -271,8 +271,8 @@ def desktop_problems(page: Page) -> list[str]:
 
 def phone_problems(page: Page, screenshot: Path) -> list[str]:
     """At 390 px: the page is no wider than the screen, every figure fits its column
-    without titles printed over each other, and the visible sidebar toggle opens the
-    chapter list (a <dialog>). Saves a screenshot."""
+    without titles printed over each other, the visible sidebar toggle opens the chapter
+    list and the page-outline toggle the outline (both <dialog>s). Saves a screenshot."""
     page.set_viewport_size(PHONE)
     try:  # plotly redraws responsive figures on the window's resize event
         page.wait_for_function(f"() => ({PHONE_JS})().wide_figures.length === 0", timeout=5_000)
@@ -294,6 +294,14 @@ def phone_problems(page: Page, screenshot: Path) -> list[str]:
     except PlaywrightTimeout:
         problems.append("the sidebar toggle does not open the chapter list")
     page.keyboard.press("Escape")
+    outline = [t for t in page.query_selector_all("button.secondary-toggle") if t.is_visible()]
+    if outline:  # pages with sections: the page-outline toggle opens their list
+        outline[0].click()
+        try:
+            page.wait_for_selector("#pst-secondary-sidebar-modal[open] a", timeout=3_000)
+        except PlaywrightTimeout:
+            problems.append("the page-outline toggle does not open the outline")
+        page.keyboard.press("Escape")
     return problems
 
 
