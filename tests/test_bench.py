@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 from abn.bench import abn_images_per_second, seconds_per_step
@@ -40,3 +41,17 @@ def test_abn_images_per_second():
     fp32 = abn_images_per_second("resnet_s", 0.125, torch.device("cpu"), amp=False, batch_size=16,
                                  steps=2, warmup=0)
     assert fp32 > 0
+
+
+def test_synthetic_images_are_served_as_torchvision_serves_cifar10():
+    """The paper loop on synthetic data does each image's work as torchvision's CIFAR10
+    does: a PIL image from the H x W x C array, then the transform."""
+    from abn.bench import SyntheticPIL
+    from abn.data import synthetic_cifar10
+
+    images, labels = synthetic_cifar10(4, 1, 1).train
+    seen = []
+    ds = SyntheticPIL(images, labels, lambda im: seen.append(im) or torch.from_numpy(np.array(im)))
+    x, y = ds[2]
+    assert len(ds) == 4 and y == int(labels[2]) and seen[0].size == (32, 32)
+    assert torch.equal(x.permute(2, 0, 1), images[2])
