@@ -42,6 +42,7 @@ GainFn = Callable[[str, torch.Tensor], torch.Tensor]  # (layer name, m: batch x 
 
 AS_TRAINED = "as trained"
 STATIC = "static gain (per-channel mean)"
+RECALIBRATED = "static gain, BN statistics re-estimated"
 SHUFFLED = "gains shuffled across images"
 
 
@@ -164,23 +165,42 @@ class CausalTest:
 
 
 def causal_test(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
-                seed: int = 0, means: dict[str, torch.Tensor] | None = None) -> CausalTest:
+                seed: int = 0, means: dict[str, torch.Tensor] | None = None,
+                predicted: torch.Tensor | None = None,
+                calibration: torch.Tensor | None = None) -> CausalTest:
     """Accuracy of ``model`` on ``images`` as trained, with every gain frozen to its
     per-channel mean over these images (``means``, computed in a first pass if not
     given), and with gains shuffled across the images of each batch (generator ``seed``).
 
-    bn2's running statistics stay those the model was trained with; only m changes.
+    The batch norms' running statistics stay those the model was trained with, gathered
+    with its own, varying gains. With ``calibration`` images (e.g. training images; no
+    labels needed) a fourth condition re-estimates them under the static gains first (on
+    a copy, :func:`recalibrate_bn`), so that a drop cannot come from statistics gathered
+    with other gains. ``predicted``: the model's own predictions on ``images`` if already
+    known (e.g. :attr:`abn.gate_stats.GateStats.preds`), which saves a pass.
     """
     if means is None:
         means = mean_gains(model, images, batch_size)
     labels = labels.cpu()
-    right = predictions(model, images, batch_size) == labels
+    own = predictions(model, images, batch_size) if predicted is None else predicted.cpu()
+    right = own == labels
     result, lost, gained = {AS_TRAINED: 100.0 * right.float().mean().item()}, {}, {}
-    for kind, fn in ((STATIC, static_gain(means)), (SHUFFLED, shuffled_gains(seed))):
-        with replace_gains(model, fn):
-            now = predictions(model, images, batch_size) == labels
+
+    def record(kind: str, net: nn.Module) -> None:
+        now = predictions(net, images, batch_size) == labels
         result[kind] = 100.0 * now.float().mean().item()
         lost[kind], gained[kind] = int((right & ~now).sum()), int((~right & now).sum())
+
+    with replace_gains(model, static_gain(means)):
+        record(STATIC, model)
+    if calibration is not None:
+        device = next(model.parameters()).device
+        calibrated = copy.deepcopy(model)
+        with replace_gains(calibrated, static_gain(means)):
+            recalibrate_bn(calibrated, (x.to(device) for x in _batches(calibration, batch_size)))
+            record(RECALIBRATED, calibrated)
+    with replace_gains(model, shuffled_gains(seed)):
+        record(SHUFFLED, model)
     return CausalTest(result, len(labels), seed, lost, gained)
 
 
@@ -190,7 +210,9 @@ def causal_table(tests: dict[str, CausalTest], confidence: float = 0.95) -> pd.D
     model there is no spread over seeds to estimate, so the interval columns are left
     out; instead the table has that model's images lost and gained and the McNemar p."""
     rows = []
-    for kind in (AS_TRAINED, STATIC, SHUFFLED):
+    kinds = [k for k in (AS_TRAINED, STATIC, RECALIBRATED, SHUFFLED)
+             if all(k in t.accuracy for t in tests.values())]
+    for kind in kinds:
         accs = [t.accuracy[kind] for t in tests.values()]
         row = {"intervention": kind, "n models": len(accs), "accuracy": sum(accs) / len(accs)}
         if kind != AS_TRAINED:

@@ -110,7 +110,10 @@ def test_interventions_change_nothing_when_gains_are_constant():
     labels = torch.randint(0, 10, (20,))
     means = iv.mean_gains(model, images, batch_size=10)
     assert all(torch.equal(v, torch.ones_like(v)) for v in means.values())
-    test = iv.causal_test(model, images, labels, batch_size=10, means=means)
+    # "trained": running statistics gathered on the calibration images, with m = 1
+    iv.recalibrate_bn(model, [normalize(images[:10]), normalize(images[10:])])
+    test = iv.causal_test(model, images, labels, batch_size=10, means=means, calibration=images)
+    assert set(test.accuracy) == {iv.AS_TRAINED, iv.STATIC, iv.RECALIBRATED, iv.SHUFFLED}
     assert set(test.drops.values()) == {0.0}
     assert set(test.lost.values()) == {0} and test.mcnemar_p(iv.STATIC) == 1.0
     x = normalize(images)
@@ -145,8 +148,11 @@ def test_interventions_destroy_accuracy_when_the_gain_carries_the_label():
     x = torch.randn(200, 2, 4, 4) * 0.1
     x[:, 0] += (2.0 * labels - 1)[:, None, None]  # channel 0: +1 for label 1, -1 for 0
     model = GainCarriesLabel()
-    test = iv.causal_test(model, x, labels, batch_size=50, seed=0)
+    test = iv.causal_test(model, x, labels, batch_size=50, seed=0, calibration=x)
     assert test.accuracy[iv.AS_TRAINED] == 100.0
+    assert test.accuracy[iv.RECALIBRATED] <= 60.0
+    given = iv.causal_test(model, x, labels, batch_size=50, predicted=iv.predictions(model, x))
+    assert given.accuracy == {k: v for k, v in test.accuracy.items() if k != iv.RECALIBRATED}
     assert test.accuracy[iv.STATIC] <= 60.0  # one static gain: one answer for all
     assert test.accuracy[iv.SHUFFLED] <= 75.0  # another image's gain: a coin flip
     assert test.drops[iv.STATIC] >= 40.0
