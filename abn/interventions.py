@@ -13,7 +13,9 @@ Two questions, neither needing any retraining:
   model's test accuracy as trained, with each channel's gain frozen to its mean over the
   test images (a static per-channel gain), and with the gains shuffled across the images
   of each batch (each image gets another image's gains; the marginal distribution of
-  m is kept).
+  m is kept); optionally also with frozen gains and the batch norms' running statistics
+  re-estimated for them, so that a drop is not only a mismatch with the statistics
+  gathered under the varying gains.
 
 All of it works by :func:`replace_gains`, a context manager that hands every
 :class:`~abn.layers.ModulatedConv2d`'s m through a function before it is applied. Inside
