@@ -3,9 +3,9 @@
 The device tool sends at most 64 MiB per call, the working tree included (about 8 MB),
 and CIFAR-10's python files are 31 MB each: two raw files and the tree do not fit one
 call. xz's delta filter (each byte minus the one 32 bytes earlier: the pixel above,
-since CIFAR-10 stores each image as three 32 x 32 planes) before LZMA2 shrinks a file to
-about 70% of its size (gzip -9: 91%, plain xz -9: 75%; measured in docs/gpu_session.md),
-so two files travel in about 44 MB. Decompression restores every byte, and
+since CIFAR-10 stores each image as three 32 x 32 planes) before LZMA2 shrinks the files
+to 68.8% of their size (gzip -9: 91%, plain xz -9: 75%; measured in docs/gpu_session.md),
+so two batches travel in 42.7 MB. Decompression restores every byte, and
 :func:`check` verifies torchvision's md5 sums.
 
     python -m abn.carry pack "$ABN_DATA" .carry      # here: .carry/<file>.xz
