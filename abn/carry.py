@@ -6,7 +6,7 @@ call. xz's delta filter (each byte minus the one 32 bytes earlier: the pixel abo
 since CIFAR-10 stores each image as three 32 x 32 planes) before LZMA2 shrinks the files
 to 68.8% of their size (gzip -9: 91%, plain xz -9: 75%; measured in docs/gpu_session.md),
 so two batches travel in 42.7 MB. Decompression restores every byte, and
-:func:`check` verifies torchvision's md5 sums.
+:func:`check` verifies torchvision's md5 sums. The three commands::
 
     python -m abn.carry pack "$ABN_DATA" .carry      # here: .carry/<file>.xz
     python -m abn.carry unpack .carry                # there: .carry/cifar-10-batches-py/

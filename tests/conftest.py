@@ -96,6 +96,16 @@ def built_html(book_build: BookBuild) -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (tests of tiny models: one thread beats two on
+    shared CPU cores); the previous setting is restored afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
 def randomize():
     """``randomize(module, seed=0)``: random normal values in every parameter of ``module``
     (returned). Bias banks start at zero and would hide terms of a formula under test."""

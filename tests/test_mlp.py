@@ -10,21 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from abn import mlp
+from abn.models import count_parameters as n_params
 from abn.data import normalize
 from abn.layers import DynamicMultiBiasLinear
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models here are tiny: one thread beats two on shared CPU cores."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.py)
 
 
 # ----------------------------------------------------------------------------- models
