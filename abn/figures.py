@@ -244,7 +244,9 @@ def live_view(stats: GateStats, index: int, layer: str, statistic: str = STATIST
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
     fig, (ax_img, ax) = plt.subplots(1, 2, figsize=(10, 3.4), width_ratios=[1, 3.2])
     ax_img.imshow(stats.images[index].permute(1, 2, 0).numpy())
-    ax_img.set_title(_image_title(stats, index), fontsize=9)
+    true, pred = stats.classes[stats.labels[index]], stats.classes[stats.preds[index]]
+    ax_img.set_title(f"test #{index}: {true}" + ("" if true == pred else f" (predicted {pred})"),
+                     fontsize=9)
     ax_img.axis("off")
     m, cls = stats.m[layer], int(stats.labels[index])
     name = short_name(layer)

@@ -268,7 +268,7 @@ def constant_gain_effect(block: nn.Module, x: torch.Tensor,
     per-channel constant ``gain`` instead of 1, or its own m is multiplied by ``gain``.
     ``block`` is a BasicBlock with a modulated conv2 (left unchanged: copies are used).
 
-    Returns max |difference| in each of four cases: train mode (batch statistics), m = c
+    Returns ``max |difference|`` in each of four cases: train mode (batch statistics), m = c
     against m = 1, and c * m(x) against m(x); eval mode with each model's running
     statistics gathered (on ``x``) with its own gain; and eval mode with the statistics
     gathered with m = 1 for both, which a constant c then does change.

@@ -327,7 +327,7 @@ def difference_sd(sd: float, correlation: float = 0.0) -> float:
 def paired_power(n: float, delta: float, sd_diff: float, alpha: float = ALPHA) -> float:
     """The power of a two-sided paired t-test at level ``alpha`` with ``n`` pairs, when the
     true mean difference is ``delta`` and the per-pair differences have standard deviation
-    ``sd_diff``: P(|T| > t_{1-alpha/2, n-1}) for T noncentral t with n - 1 degrees of
+    ``sd_diff``: ``P(|T| > t_{1-alpha/2, n-1})`` for T noncentral t with n - 1 degrees of
     freedom and noncentrality delta / (sd_diff / sqrt(n)) (:data:`scipy.stats.nct`, exact,
     not the normal approximation). ``n`` may be fractional, as R's ``power.t.test``
     reports it."""
