@@ -545,11 +545,11 @@ def evidence_status(results: Sequence[Result]) -> str:
                 "about DMB vs ResNet-S can be drawn** here: the paper's gain is one run per "
                 "model, and everything this book trains on a CPU is small-scale and labelled "
                 "so.")
-        return f":::{{warning}} What is known so far\n{body}\n:::"
+        return f":::{{admonition}} What is known so far\n:class: warning\n{body}\n:::"
     short = [p for p, n in counts.items() if n < MIN_PAIRS]
     caveat = (f" Fewer than the planned {MIN_PAIRS} paired seeds under: {', '.join(short)}."
               if short else "")
     body = (f"**A full-scale comparison is stored** ({listed}; "
             f"{provenance_label(full)}). ResNet-DMB minus ResNet-S, final-epoch test "
             f"accuracy: " + "; ".join(found) + "." + caveat)
-    return f":::{{note}} What is known so far\n{body}\n:::"
+    return f":::{{admonition}} What is known so far\n:class: note\n{body}\n:::"

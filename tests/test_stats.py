@@ -298,14 +298,14 @@ def test_evidence_status():
     """No full-scale pair: the box says no conclusion can be drawn, with n per protocol;
     with one: n per protocol and the paired difference with its t interval."""
     none = stats.evidence_status(RESULTS)  # quick-profile runs only
-    assert none.startswith(":::{warning}") and none.rstrip().endswith(":::")
+    assert none.startswith(":::{admonition} What is known so far\n:class: warning") and none.rstrip().endswith(":::")
     assert "no conclusion about DMB vs ResNet-S can be drawn" in none
     assert "honest protocol: n = 0; paper protocol: n = 0" in none
     full = [r | {"profile": "full", "provenance": {"device": "H200", "date_utc": "2026-01-02",
                                                    "git_commit": "abcdef0"}} for r in RESULTS]
     some = stats.evidence_status(full + [fake("resnet_s", 0, 90.0, profile="full",
                                               protocol="paper")])
-    assert some.startswith(":::{note}") and "no conclusion" not in some
+    assert some.startswith(":::{admonition} What is known so far\n:class: note") and "no conclusion" not in some
     assert "honest protocol, 2 epochs: n = 5; paper protocol, 2 epochs: n = 0" in some
     assert "+0.16 points, 95% t-interval [-0.13, +0.45]" in some
     assert "Fewer than the planned 5 paired seeds under: paper protocol, 2 epochs" in some
