@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -320,9 +321,12 @@ def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: st
         fig.add_trace(go.Box(y=[seeds[s][metric] for s in ss], name=label, boxpoints="all",
                              jitter=0.4, pointpos=0, customdata=ss, showlegend=False,
                              hovertemplate="%{x}<br>seed %{customdata}: %{y:.2f}%<extra></extra>"))
+    # plotly never wraps a title: break the long run label into lines a phone can show.
+    lines = textwrap.wrap(subtitle, 55) if subtitle else []
     fig.update_layout(title=dict(text=title or f"{metric} per seed",
-                                 subtitle=dict(text=subtitle, font_size=11)),
-                      yaxis_title="accuracy (%)", height=430)
+                                 subtitle=dict(text="<br>".join(lines), font_size=11)),
+                      yaxis_title="accuracy (%)", height=430 + 14 * len(lines),
+                      margin=dict(t=70 + 14 * len(lines)))
     return fig
 
 
@@ -330,8 +334,9 @@ def styled_table(table: pd.DataFrame, caption: str):
     """:func:`abn.stats.comparison_table` for reading, narrow enough for a page column:
     the test accuracy as ``mean ± std``, each interval as one ``[low, high]`` cell,
     signed differences, the paired t-test's p as it is and Holm-adjusted (the header
-    says over how many comparisons), thousands separators, a dash for what is missing
-    (the bootstrap below 5 seeds), a caption."""
+    says over how many comparisons), a dash for what is missing (the bootstrap below 5
+    seeds), a caption. Parameters and training speed are left to the comparison table
+    itself and to chapter 8's cost table: with them the view no longer fits a column."""
     def num(v: float, fmt: str = "{:.2f}") -> str:
         return "–" if pd.isna(v) else fmt.format(v)
 
@@ -340,7 +345,6 @@ def styled_table(table: pd.DataFrame, caption: str):
 
     delta = next(c for c in table.columns if c.startswith("Δ vs "))
     view = table[[c for c in ("protocol",) if c in table.columns]].copy()
-    view["params"] = table["params"].map("{:,}".format)
     view["n"] = table["n"]
     view["test acc. (mean ± std)"] = [f"{m:.2f} ± {num(s)}" for m, s in zip(table["mean"], table["std"])]
     view["val. acc."] = table["val mean"].map(num)
@@ -354,7 +358,6 @@ def styled_table(table: pd.DataFrame, caption: str):
     family = (f"over {ks[0]} comparison{'s' if ks[0] != 1 else ''}" if len(ks) == 1
               else "over each setup's comparisons")
     view[f"p, Holm-adjusted {family}"] = table["p (Holm)"].map(lambda v: num(v, "{:.3f}"))
-    view["train images/s"] = table["train images/s"].map(lambda v: num(v, "{:,.0f}"))
     return view.style.set_caption(caption)
 
 

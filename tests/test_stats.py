@@ -176,6 +176,8 @@ def test_seed_plot():
     assert list(fig.data[0].y) == S_ACC and list(fig.data[0].customdata) == [0, 1, 2, 3, 4]
     titled = figures.seed_plot(RESULTS, title="accuracy", subtitle="which runs").layout.title
     assert (titled.text, titled.subtitle.text) == ("accuracy", "which runs")
+    long = figures.seed_plot(RESULTS, subtitle="word " * 40).layout.title.subtitle.text
+    assert all(len(line) <= 55 for line in long.split("<br>")) and long.count("<br>") >= 2
     styled = figures.styled_table(stats.comparison_table(RESULTS), "caption").to_html()
     assert "<caption>caption</caption>" in styled and ">+0.16<" in styled
     assert ">90.26 ± 0.44<" in styled and ">[-0.13, +0.45]<" in styled  # DMB: mean ± std, t-CI
