@@ -321,12 +321,20 @@ def seed_plot(results: Sequence[dict], metric: str = "final_test_acc", title: st
         fig.add_trace(go.Box(y=[seeds[s][metric] for s in ss], name=label, boxpoints="all",
                              jitter=0.4, pointpos=0, customdata=ss, showlegend=False,
                              hovertemplate="%{x}<br>seed %{customdata}: %{y:.2f}%<extra></extra>"))
-    # plotly never wraps a title: break the long run label into lines a phone can show.
-    lines = textwrap.wrap(subtitle, 55) if subtitle else []
-    fig.update_layout(title=dict(text=title or f"{metric} per seed",
-                                 subtitle=dict(text="<br>".join(lines), font_size=11)),
-                      yaxis_title="accuracy (%)", height=430 + 14 * len(lines),
-                      margin=dict(t=70 + 14 * len(lines)))
+    fig.update_layout(title=dict(text=title or f"{metric} per seed"),
+                      yaxis_title="accuracy (%)", height=430)
+    return with_subtitle(fig, subtitle) if subtitle else fig
+
+
+def with_subtitle(fig: go.Figure, text: str, width: int = 55) -> go.Figure:
+    """``fig`` with ``text`` in small type under its title, broken into lines of at most
+    ``width`` characters (plotly never wraps a title, and a phone is 390 px wide); the
+    top margin and the height grow by a line's height for each line."""
+    lines = textwrap.wrap(text, width)
+    extra = 16 * len(lines) + 8
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else 60
+    fig.update_layout(title_subtitle=dict(text="<br>".join(lines), font_size=11),
+                      margin_t=top + extra, height=(fig.layout.height or 450) + extra)
     return fig
 
 
