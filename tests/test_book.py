@@ -155,11 +155,15 @@ def test_api_commands_paste_as_typed(built_html: Path) -> None:
 
 def build_paths() -> list[str]:
     """Absolute paths of the machine that built the book, which no page may show: the
-    repository, the home and temporary folders, and ``$ABN_DATA``."""
-    paths = [str(REPO), str(Path.home()), tempfile.gettempdir()]
+    repository, the home folder, the temporary files and folders Python makes there
+    (``tempfile``'s ``tmp...`` names), and ``$ABN_DATA``. Not every path under the
+    temporary folder: a stored result's recorded command line (appendix B) may name
+    one, and it is provenance, not a path of this build."""
+    paths = [str(REPO), str(Path.home()), str(Path(tempfile.gettempdir()) / "tmp")]
     if os.environ.get("ABN_DATA"):
         paths.append(os.path.abspath(os.environ["ABN_DATA"]))
-    return sorted({p.rstrip("/") + "/" for p in paths if p not in ("", "/")})
+    return sorted({p if p.endswith("/tmp") else p.rstrip("/") + "/"
+                   for p in paths if p not in ("", "/")})
 
 
 def test_no_page_shows_build_paths(built_html: Path) -> None:
