@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
-import scipy.stats
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +31,7 @@ from torch import nn
 from abn import profiles
 from abn.data import Cifar10, load_splits, normalize
 from abn.layers import DynamicMultiBiasLinear
-from abn.stats import Interval, holm, t_interval
+from abn.stats import Interval, holm, paired_p, t_interval
 
 STATIC, DYNAMIC, WIDE = "static bias", "dynamic bias (DMB)", "static bias, widened"
 MODELS = (STATIC, DYNAMIC, WIDE)
@@ -274,13 +273,6 @@ def paired_interval(runs: pd.DataFrame, model: str, baseline: str,
     return t_interval(paired_differences(runs, model, baseline).tolist(), confidence, "paired t")
 
 
-def _paired_p(differences: list[float]) -> float:
-    """Two-sided p of the paired t-test; 1 when every difference is zero (t is 0/0)."""
-    if not any(differences):
-        return 1.0
-    return float(scipy.stats.ttest_1samp(differences, 0.0).pvalue)
-
-
 def comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """The DMB MLP against each static MLP: n, the mean paired difference in final test
     accuracy (points), its paired-t interval, how many seeds DMB won, and the paired
@@ -294,7 +286,7 @@ def comparison(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
                      "mean difference": ci.mean,
                      f"{100 * confidence:g}% t-interval": f"[{ci.low:+.2f}, {ci.high:+.2f}]",
                      "seeds won": f"{int((d > 0).sum())} of {len(d)}",
-                     "p": _paired_p(d.tolist())})
+                     "p": paired_p(d.tolist())})
     table = pd.DataFrame(rows).set_index("comparison")
     table[f"p, Holm ({len(table)} comparisons)"] = holm(table["p"].tolist())
     return table

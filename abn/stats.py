@@ -187,6 +187,13 @@ class Interval:
         return self.low > 0 or self.high < 0
 
 
+def paired_p(differences: Sequence[float]) -> float:
+    """The two-sided p-value of the paired t-test on per-seed ``differences``; 1 when every
+    difference is zero (t is then 0/0 and SciPy returns nan)."""
+    p = float(scipy.stats.ttest_1samp(np.asarray(differences, dtype=float), 0.0).pvalue)
+    return 1.0 if math.isnan(p) and not np.any(differences) else p
+
+
 def t_interval(values: Sequence[float], confidence: float = 0.95, method: str = "t") -> Interval:
     """The mean of ``values`` with its Student-t interval (:func:`scipy.stats.ttest_1samp`).
     Of per-seed paired differences, this is the interval of a paired t-test. Needs two
@@ -277,11 +284,9 @@ def paired_difference(results: Sequence[Result], variant: str, baseline: str = B
     diff = v - b
     boot = (bootstrap_interval(diff, confidence, n_boot, seed)
             if diff.size >= MIN_BOOTSTRAP_N else None)
-    p_value = float(scipy.stats.ttest_1samp(diff, 0.0).pvalue)
     return PairedDifference(
         variant, baseline, len(shared), tuple(diff.tolist()),
-        t_interval(diff, confidence, method="paired t"), boot,
-        1.0 if math.isnan(p_value) else p_value,  # all differences equal and zero
+        t_interval(diff, confidence, method="paired t"), boot, paired_p(diff),
         statistics.fmean(vr["best_test_acc"] - br["best_test_acc"] for vr, br in runs))
 
 
