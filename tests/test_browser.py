@@ -288,21 +288,25 @@ def phone_problems(page: Page, screenshot: Path) -> list[str]:
     toggles = [t for t in page.query_selector_all("button.primary-toggle") if t.is_visible()]
     if len(toggles) != 1:
         return [*problems, f"{len(toggles)} visible sidebar toggles"]
-    toggles[0].click()
-    try:
-        page.wait_for_selector("#pst-primary-sidebar-modal[open] a.reference", timeout=3_000)
-    except PlaywrightTimeout:
+    if not opens(page, toggles[0], "#pst-primary-sidebar-modal[open] a.reference"):
         problems.append("the sidebar toggle does not open the chapter list")
-    page.keyboard.press("Escape")
     outline = [t for t in page.query_selector_all("button.secondary-toggle") if t.is_visible()]
-    if outline:  # pages with sections: the page-outline toggle opens their list
-        outline[0].click()
-        try:
-            page.wait_for_selector("#pst-secondary-sidebar-modal[open] a", timeout=3_000)
-        except PlaywrightTimeout:
-            problems.append("the page-outline toggle does not open the outline")
-        page.keyboard.press("Escape")
+    # pages with sections: the page-outline toggle opens their list
+    if outline and not opens(page, outline[0], "#pst-secondary-sidebar-modal[open] a"):
+        problems.append("the page-outline toggle does not open the outline")
     return problems
+
+
+def opens(page: Page, toggle, dialog: str) -> bool:
+    """Whether clicking ``toggle`` shows ``dialog`` (a selector) within 3 s; closes it."""
+    toggle.click()
+    try:
+        page.wait_for_selector(dialog, timeout=3_000)
+        return True
+    except PlaywrightTimeout:
+        return False
+    finally:
+        page.keyboard.press("Escape")
 
 
 def dark_problems(page: Page, screenshot: Path) -> list[str]:
