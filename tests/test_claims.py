@@ -46,3 +46,20 @@ def test_a_gain_inside_the_noise_is_not_shown_and_few_pairs_give_no_spread():
     table = _table(results)
     assert table.iloc[0]["verdict so far"].startswith("not shown")
     assert table.loc['"less randomness"', "verdict so far"] == "untested here"
+
+
+def test_a_gain_above_zero_that_one_seed_misses_is_not_called_consistent():
+    s_acc = [91.0, 91.2, 90.9, 91.1, 91.3]
+    d = [0.6, 0.7, 0.5, 0.8, -0.05]  # interval above 0, DMB behind in seed 4
+    results = ([_full("resnet_s", i, a) for i, a in enumerate(s_acc)]
+               + [_full("resnet_dmb", i, a + x) for i, (a, x) in enumerate(zip(s_acc, d))])
+    verdict = _table(results).iloc[0]["verdict so far"]
+    assert verdict.startswith("better on average, but not consistent"), verdict
+    assert "1 of 5" in verdict
+
+
+def test_a_clear_loss_is_a_contradiction():
+    s_acc = [91.0, 91.2, 90.9, 91.1, 91.3]
+    results = ([_full("resnet_s", i, a) for i, a in enumerate(s_acc)]
+               + [_full("resnet_dmb", i, a - 0.5 - 0.01 * i) for i, a in enumerate(s_acc)])
+    assert _table(results).iloc[0]["verdict so far"] == "contradicted: DMB is worse"
