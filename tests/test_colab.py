@@ -1,14 +1,15 @@
-"""A chapter as a Colab reader runs it: abn installed by the chapter's own install cell
+"""Chapters as a Colab reader runs them: abn installed by the chapter's own install cell
 into an environment that already has PyTorch, the notebook alone in a folder.
 
 Colab has its own PyTorch (and NumPy, pandas, plotly, Jupyter, ...) but not abn, and a
 notebook opened there has no checkout around it: no ``results/``, no ``_config.yml``.
 The test builds such an environment cheaply, runs chapter 0's install cell with the
 repository address pointed at this checkout's committed HEAD (what Colab would get from
-GitHub after a push), then the chapter, and checks that
+GitHub after a push), then the chapter, then appendix B (which lists the book's other
+chapters, and must say they are not there rather than fail), and checks that
 
 * pip installed abn and nothing else: PyTorch is the same version at the same path;
-* the chapter ran without error, from a folder with no ``results/`` beside it;
+* the chapters ran without error, from a folder with no ``results/`` or book beside it;
 * the stored results (``results/``, checkpoints included) came with the package, byte
   for byte as committed, and ``abn.results`` reads them there.
 
@@ -31,20 +32,18 @@ import pytest
 from repository_url import config_url
 
 REPO = Path(__file__).resolve().parents[1]
-CHAPTER = REPO / "book" / "00_welcome.ipynb"  # light: quoted numbers and stored results
+# Light pages: quoted numbers and stored results. Each runs in a kernel of its own, its
+# install cell included; the report follows the last.
+CHAPTERS = [REPO / "book" / f"{name}.ipynb" for name in ("00_welcome", "appendix_b_provenance")]
 STORED = ("*.json", "*.pt", "*/*.json")  # pyproject.toml's package data of abn._stored
 
-# Run by the fresh environment's python: chapter 0 as Colab would run it, then a report.
+# Run by the fresh environment's python: the chapters as Colab would run them, then a report.
 DRIVER = r'''
 import json, sys
 import nbformat
 from nbclient import NotebookClient
 
-chapter, old_url, new_url, workdir = sys.argv[1:5]
-nb = nbformat.read(chapter, as_version=4)
-install = next(c for c in nb.cells if c.cell_type == "code")
-assert old_url in install.source, "the install cell does not install from repository.url"
-install.source = install.source.replace(old_url, new_url)
+old_url, new_url, workdir, *chapters = sys.argv[1:]
 colab = nbformat.v4.new_code_cell(
     'import sys, types\nsys.modules["google.colab"] = types.ModuleType("google.colab")')
 report = nbformat.v4.new_code_cell(
@@ -52,9 +51,15 @@ report = nbformat.v4.new_code_cell(
     "print(json.dumps({'prefix': sys.prefix, 'abn': abn.__file__,\n"
     "    'torch': [torch.__version__, torch.__file__], 'stored': str(stored_results()),\n"
     "    'bench': [r['file'] for r in load_results(kind='bench')]}))")
-nb.cells = [colab, *nb.cells, report]
-NotebookClient(nb, timeout=600, kernel_name="python3",
-               resources={"metadata": {"path": workdir}}).execute()
+for i, chapter in enumerate(chapters):
+    nb = nbformat.read(chapter, as_version=4)
+    install = next(c for c in nb.cells if c.cell_type == "code")
+    assert old_url in install.source, f"{chapter}: the install cell does not install from repository.url"
+    install.source = install.source.replace(old_url, new_url)
+    nb.cells = [colab, *nb.cells, *([report] if i == len(chapters) - 1 else [])]
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": workdir}}).execute()
+    print(f"ran {chapter}", flush=True)
 print(nb.cells[-1].outputs[-1]["text"])
 '''
 
@@ -109,9 +114,9 @@ def torch_in(python: Path) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git (pip installs abn from git)")
-def test_chapter_runs_as_in_colab(tmp_path: Path) -> None:
+def test_chapters_run_as_in_colab(tmp_path: Path) -> None:
     """Chapter 0's install cell keeps PyTorch, installs only abn with its stored results,
-    and the chapter passes with no ``results/`` beside it."""
+    and chapter 0 and appendix B pass with no ``results/`` or book beside them."""
     start = time.perf_counter()
     python = colab_like_environment(tmp_path / "env")
     torch_before = torch_in(python)
@@ -122,10 +127,10 @@ def test_chapter_runs_as_in_colab(tmp_path: Path) -> None:
     assert not (workdir / "results").exists() and not (tmp_path / "results").exists()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ABN_PROFILE")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    done = subprocess.run([python, "-c", DRIVER, CHAPTER, f"git+{config_url()}",
-                           f"git+file://{REPO}@{head}", workdir], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"chapter 0 failed as in Colab:\n{done.stdout[-3000:]}{done.stderr[-6000:]}"
+    done = subprocess.run([python, "-c", DRIVER, f"git+{config_url()}",
+                           f"git+file://{REPO}@{head}", workdir, *map(str, CHAPTERS)],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"a chapter failed as in Colab:\n{done.stdout[-3000:]}{done.stderr[-6000:]}"
     report = json.loads(done.stdout.strip().splitlines()[-1])
 
     site = Path(report["abn"]).parents[1]
@@ -143,4 +148,4 @@ def test_chapter_runs_as_in_colab(tmp_path: Path) -> None:
                    if name.endswith(".json") and "/" not in name
                    and json.loads((REPO / "results" / name).read_text()).get("kind") == "bench")
     assert sorted(report["bench"]) == bench
-    print(f"Colab-like install and chapter 0: {time.perf_counter() - start:.0f} s")
+    print(f"Colab-like install, chapter 0 and appendix B: {time.perf_counter() - start:.0f} s")
