@@ -62,6 +62,12 @@ def alpha_matrix(stats: GateStats, index: int) -> torch.Tensor:
     return torch.stack([stats.alpha[n][index] for n in stats.layers])
 
 
+def _percent_labels(alpha: torch.Tensor) -> list[list[str]]:
+    """The bank weights as whole percentages, the cells' labels: two digits fit the
+    narrow cells of a phone's screen, where "0.25" ran into its neighbours."""
+    return [[f"{round(100 * v)}" for v in row] for row in alpha.tolist()]
+
+
 def _image_title(stats: GateStats, i: int, k: int, n: int) -> str:
     """Image ``i`` as step ``k`` (from 0) of ``n``: its class and the verdict. Short, since
     plotly titles do not wrap; the test-set index is the image panel's title."""
@@ -80,7 +86,7 @@ def image_figure(stats: GateStats, indices: list[int], title_suffix: str = "") -
     names = [short_name(n) for n in stats.layers]
     # Short subplot titles: the axes say the rest, and three titles must fit 390 px.
     fig = make_subplots(rows=1, cols=3, column_widths=[0.2, 0.5, 0.3], horizontal_spacing=0.08,
-                        subplot_titles=[f"test #{indices[0]}", "modulation m", "weights α"])
+                        subplot_titles=[f"test #{indices[0]}", "modulation m", "weights α, %"])
     first = indices[0]
     # The image is a layout image, not a trace, so that one slider step can swap it
     # (a layout update) and the two heatmaps' z (a trace update) together.
@@ -94,11 +100,13 @@ def image_figure(stats: GateStats, indices: list[int], title_suffix: str = "") -
     k = stats.alpha[stats.layers[0]].shape[1]
     fig.add_trace(go.Heatmap(
         z=_rounded(alpha_matrix(stats, first), 2), y=names, x=[f"α{j + 1}" for j in range(k)], zmin=0, zmax=1,
-        colorscale="Greens", showscale=False, texttemplate="%{z:.2f}", textfont_size=10,
+        colorscale="Greens", showscale=False, text=_percent_labels(alpha_matrix(stats, first)),
+        texttemplate="%{text}", textfont_size=10,
         hovertemplate="%{y}, %{x} = %{z:.2f}<extra></extra>"), 1, 3)
     n = len(indices)
     steps = [dict(method="update", label=str(step + 1),  # "1".."n": the slider's ticks
-                  args=[{"z": [_rounded(modulation_matrix(stats, i)), _rounded(alpha_matrix(stats, i), 2)]},
+                  args=[{"z": [_rounded(modulation_matrix(stats, i)), _rounded(alpha_matrix(stats, i), 2)],
+                         "text": [None, _percent_labels(alpha_matrix(stats, i))]},
                         {"title.text": _image_title(stats, i, step, n) + title_suffix,
                          "annotations[0].text": f"test #{i}",  # the image panel's title
                          "images[0].source": png_uri(stats.images[i])}])

@@ -110,6 +110,8 @@ def test_image_figure(stats):
     width = max(stats.m[n].shape[1] for n in stats.layers)
     assert (len(heat.z), len(heat.z[0])) == (6, width)
     assert heat.z[0][-1] is None  # layer1 has 8 channels: padded
+    first_labels = fig.layout.sliders[0].steps[0].args[0]["text"][1]
+    assert alpha.texttemplate == "%{text}" and [list(r) for r in alpha.text] == first_labels
     steps = fig.layout.sliders[0].steps
     assert len(steps) == 12
     for i, step in zip(indices, steps):
@@ -118,6 +120,10 @@ def test_image_figure(stats):
         got = torch.tensor([[math.nan if v is None else v for v in row] for row in z])
         torch.testing.assert_close(got, expected, atol=1e-3, rtol=0, equal_nan=True)
         assert all(abs(sum(row) - 1) < 0.03 for row in a)
+        labels = step.args[0]["text"][1]  # alpha's cells: whole percentages, as on a phone
+        assert labels == [[str(round(100 * v)) for v in row]
+                          for row in figures.alpha_matrix(stats, i).tolist()]
+        assert max(len(label) for row in labels for label in row) <= 3
         assert step.args[1]["images[0].source"].startswith("data:image/png;base64,")
     assert steps[0].args[1] != steps[1].args[1]
     # labelled by position and class, not by test-set index: "Image 3 of 12: cat (correct)"
