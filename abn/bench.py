@@ -1,8 +1,8 @@
-"""Training throughput: the paper's loop vs abn's trainer, same device, model and batch size.
+"""Training throughput: the authors' loop vs abn's trainer, same device, model and batch size.
 
-(a) The paper's loop: ``torchvision.datasets.CIFAR10`` with PIL transforms (RandomCrop 32
-    with padding 4, RandomHorizontalFlip, ToTensor, Normalize), a ``DataLoader`` with two
-    worker processes, fp32, eager PyTorch, SGD.
+(a) The authors' loop (their ``main.py``): ``torchvision.datasets.CIFAR10`` with PIL
+    transforms (RandomCrop 32 with padding 4, RandomHorizontalFlip, ToTensor, Normalize),
+    a ``DataLoader`` with two worker processes, fp32, eager PyTorch, SGD.
 (b) abn's trainer (:class:`abn.train.Run`): the split held as uint8 on the device, crop
     and flip done there in batches, channels-last, bf16 autocast where the hardware has
     bf16 (a CPU without native bf16 trains in fp32: emulated bf16 is ~15x slower),
@@ -80,7 +80,7 @@ def synthetic_data() -> Cifar10:
 
 def paper_loop_step(model_name: str, width: float, batch_size: int, device: torch.device,
                     workers: int = 2, synthetic: bool = False) -> Callable[[], None]:
-    """One training step of the paper's loop, as a closure over its own DataLoader
+    """One training step of the authors' loop, as a closure over its own DataLoader
     (over :func:`synthetic_data` if ``synthetic``)."""
     tv = import_torchvision()
     T = tv.transforms
@@ -222,7 +222,7 @@ def save(result: dict, path: str, device: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m abn.bench``: time the paper's loop and abn's trainer, print both."""
+    """``python -m abn.bench``: time the authors' loop and abn's trainer, print both."""
     p = argparse.ArgumentParser(prog="python -m abn.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="resnet_s", help="model name (python -m abn.models lists them)")
     p.add_argument("--width", type=float, default=1.0)
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{r['model']} (width {r['width']:g}), batch {r['batch_size']}, {r['steps']} steps after "
           f"{r['warmup']} warm-up, on {r['device']}")
     print(f"{'loop':<44}{'images/s':>10}")
-    print(f"{'paper: DataLoader(2 workers), PIL, fp32, eager':<44}{r['paper_loop_img_s']:>10.1f}")
+    print(f"{'main.py: DataLoader(2 workers), PIL, fp32, eager':<44}{r['paper_loop_img_s']:>10.1f}")
     precision = "bf16 autocast" if r["abn_bf16"] else "fp32 (no native bf16)"
     print(f"{'abn: on-device data, channels-last, ' + precision:<44}{r['abn_img_s']:>10.1f}")
     print(f"{'ratio':<44}{r['ratio']:>10.2f}")

@@ -103,7 +103,7 @@ def _dmb_k(k: int) -> Callable[..., ResNet]:
         return resnet_dmb(k, width, num_classes)
 
     factory.__name__ = f"resnet_dmb_k{k}"
-    factory.__doc__ = f"ResNet-DMB with a bank of K = {k} biases (an ablation of the paper's K = 4)."
+    factory.__doc__ = f"ResNet-DMB with a bank of K = {k} biases (an ablation of the authors' K = 4)."
     return factory
 
 

@@ -222,14 +222,14 @@ class QueryKeyGate(GateEmitter):
 
 @register("dmb")
 def dmb(num_biases: int = 4) -> Modulator:
-    """The paper's DMB-conv as the block's second convolution (conv keeps bias=True).
+    """The authors' DMB-conv as the block's second convolution (conv keeps bias=True).
 
     ``num_biases=0`` gives the bank-free ablation ``GainModulatedConv2d``.
     ``num_biases=1`` keeps ``DynamicMultiBiasLinear`` with a bank of one:
     softmax over one logit is 1, so the gate is the closed form 1 + tanh(W GAP(x) + B[:, 0])
     (a static bias), computed by the same code as K = 4. Its gate row G, g (C_in + 1
     parameters a block) then receives no gradient; it is kept, and counted, so that K = 1
-    is exactly "the paper's layer with K = 1".
+    is exactly "the authors' layer with K = 1".
     """
     if num_biases == 0:
         return Modulator("dmb(K=0)", conv2=lambda p: GainModulatedConv2d(p, p, 3, padding=1))

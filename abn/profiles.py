@@ -1,6 +1,6 @@
 """One switch for how big every run in the book is: ``ABN_PROFILE`` = quick | full | auto.
 
-``full`` is the paper's recipe at full width on all of CIFAR-10 (meant for a GPU).
+``full`` is the authors' recipe at full width on all of CIFAR-10 (meant for a GPU).
 ``quick`` trains an eighth-width net (8/16/32 channels) for 5 epochs on 10,000 images,
 so that a training run takes about a minute on two CPU cores (~47% test accuracy); every figure made in quick mode says so.
 ``auto`` (the default) is full on CUDA, quick otherwise.
@@ -32,7 +32,7 @@ class Profile:
     def label(self) -> str:
         """A caption fragment that says which mode produced a number."""
         if self.name == "full":
-            return "full mode (paper recipe, all of CIFAR-10)"
+            return "full mode (the authors' recipe, all of CIFAR-10)"
         return (f"quick mode (width {self.width:g}, {self.train_subset:,} training images, "
                 f"{self.epochs} epochs; not comparable to the paper)")
 
